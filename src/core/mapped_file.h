@@ -1,0 +1,35 @@
+// core/mapped_file.h: read-only memory map of a whole file (RAII).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace lq {
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+  // Throws lq::Error naming the path if it cannot be opened or mapped.
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Whole file into a string; throws lq::Error naming the path.
+std::string read_file(const std::string& path);
+bool file_exists(const std::string& path);
+
+}  // namespace lq

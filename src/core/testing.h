@@ -1,0 +1,29 @@
+// core/testing.h: helpers for tests (header only, not part of the library API).
+#pragma once
+
+#include <cstdlib>
+#include <string>
+#include <sys/stat.h>
+
+namespace lq::testing {
+
+// The project's ../shared directory (fixtures, tokenizers, data), or "" when it
+// is absent (a user's fresh clone). LQ_SHARED_DIR overrides the location.
+inline std::string shared_dir() {
+  std::string d;
+  if (const char* e = std::getenv("LQ_SHARED_DIR")) d = e;
+  else d = std::string(LQ_SOURCE_DIR) + "/../shared";
+  struct stat st {};
+  if (::stat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return "";
+  return d;
+}
+
+// Directory of the repository (for fixtures committed in-tree).
+inline std::string source_dir() { return LQ_SOURCE_DIR; }
+
+}  // namespace lq::testing
+
+// Use at the top of a test that needs ../shared: skips with a clear message if absent.
+#define LQ_REQUIRE_SHARED(var)                                                        \
+  const std::string var = ::lq::testing::shared_dir();                                \
+  if (var.empty()) GTEST_SKIP() << "../shared is absent (set LQ_SHARED_DIR); skipping"

@@ -21,6 +21,15 @@ inline std::string shared_dir() {
 // Directory of the repository (for fixtures committed in-tree).
 inline std::string source_dir() { return LQ_SOURCE_DIR; }
 
+// A model fixture ("tiny-llama31", "tiny-qwen25"): ../shared/fixtures/<name> when
+// ../shared is present, else the copy committed under tests/data/fixtures/<name>
+// (identical files), so the golden tests always run.
+inline std::string fixture_dir(const std::string& name) {
+  const std::string s = shared_dir();
+  if (!s.empty()) return s + "/fixtures/" + name;
+  return source_dir() + "/tests/data/fixtures/" + name;
+}
+
 }  // namespace lq::testing
 
 // Use at the top of a test that needs ../shared: skips with a clear message if absent.

@@ -59,7 +59,10 @@ struct ModelConfig {
 
 // Reads <dir>/config.json (required) and <dir>/generation_config.json (optional).
 // Throws lq::Error naming the file and field for anything missing, malformed,
-// inconsistent (e.g. heads not dividing), or unsupported (architecture, rope type, activation).
+// inconsistent (e.g. heads not dividing), or unsupported (architecture, rope type, activation,
+// Qwen2 use_sliding_window). The transformers-5 layout ("rope_parameters" holding rope_type and
+// rope_theta) is accepted when "rope_scaling" is absent. `source` names config.json in errors;
+// generation_config.json errors use the same directory.
 ModelConfig load_model_config(const std::string& dir);
 ModelConfig parse_model_config(const std::string& config_json, const std::string& source,
                                const std::string& generation_config_json = "");

@@ -21,7 +21,8 @@ struct TensorInfo {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
-  const uint8_t* data = nullptr;  // points into the mapped file
+  const uint8_t* data = nullptr;  // points into the mapped file; only byte-aligned in general
+                                  // (our writer 8-aligns the data buffer, other writers may not)
   size_t nbytes = 0;
   std::string file;               // path of the file holding it
 

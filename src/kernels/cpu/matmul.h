@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "core/precision.h"
 
@@ -32,5 +33,31 @@ void matmul_bf16w_ref(const float* X, int64_t M, int64_t K, const uint16_t* W, i
 // Machine probe: sustained read bandwidth in bytes/s over a buffer of `bytes`
 // (larger than L3), using all current threads. Used by `longquant bench`.
 double measure_read_bandwidth(int64_t bytes = int64_t(1) << 30, int repeats = 5);
+
+// ---- Individual paths (matmul_bf16w picks one by M; exposed for tests and benchmarks) ----
+
+// Fused bf16 GEMV (Highway, runtime dispatch): W is streamed once per group of up
+// to kGemvMaxRows rows of X; bf16 -> fp32 by a 16-bit shift, fp32 FMA accumulation.
+// Any M >= 0 is accepted (rows are processed in groups of kGemvMaxRows).
+// Threads split N statically, so results do not depend on the thread count.
+void gemv_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
+                Precision p);
+
+// oneDNN path for any M >= 0. BF16: bf16 x bf16 -> f32 matmul (AMX / AVX512-BF16
+// when present) reading W in place as the [K, N] "ba" view. F32: W is widened to
+// fp32 one N-tile at a time into a transient scratch buffer and multiplied by the
+// oneDNN f32 matmul (fp32 FMA accumulation).
+void gemm_bf16w_onednn(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
+                       Precision p);
+
+// Name of the oneDNN implementation the GEMM path uses for this shape (e.g.
+// "brg:avx512_core_amx_bf16"); creates/caches the primitive if needed.
+std::string onednn_impl_name(int64_t M, int64_t K, int64_t N, Precision p);
+
+// SIMD helpers (Highway, runtime dispatch), exact equivalents of core/dtype.h:
+// dst[i] = f32_to_bf16(src[i])  (round to nearest even, NaN stays quiet NaN).
+void f32_to_bf16_n(const float* src, int64_t n, uint16_t* dst);
+// dst[i] = bf16_to_f32(src[i]).
+void bf16_to_f32_n(const uint16_t* src, int64_t n, float* dst);
 
 }  // namespace lq::cpu

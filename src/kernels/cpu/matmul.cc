@@ -1,0 +1,189 @@
+// kernels/cpu/matmul.cc: linear layers Y = X · W^T with bf16 weights W[N, K].
+//
+// Dispatch (see matmul.h):
+//   M <= kGemvMaxRows  -> gemv_bf16w (gemv.cc, Highway): memory-bound decode.
+//   M >  kGemvMaxRows  -> gemm_bf16w_onednn: compute-bound prefill.
+//
+// oneDNN path, no persistent weight copies (resident memory must stay equal to
+// the mmapped checkpoint):
+//   BF16: X is rounded to bf16 (RNE) into a per-thread scratch buffer; the
+//         checkpoint's W[N, K] is handed to oneDNN as the [K, N] matrix with
+//         strides {1, K} (format "ba"), which brgemm reads directly (it packs
+//         the B blocks it needs internally, per call). Measured on the 2-core
+//         SPR VM: "ba" is faster than the plain "ab" layout and within ~10% of
+//         pre-reordered blocked weights (see docs/kernels-matmul.md).
+//   F32:  oneDNN 2.6 has no f32 x bf16 matmul, so W is widened to fp32 one
+//         N-tile (~kF32TileBytes) at a time into a per-thread scratch buffer
+//         (still [n, K] = "ba" view, no transpose) and multiplied by the f32
+//         matmul writing straight into the strided columns of Y.
+// Primitives are created once per shape and cached (mutex-protected map,
+// bounded); executions from several caller threads are safe (one stream per call).
+// Numerics: both paths accumulate in fp32 with exact products (bf16·bf16 and
+// fp32·bf16 fit an fp32 FMA's exact intermediate).
+
+#include "kernels/cpu/matmul.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/threads.h"
+
+namespace lq::cpu {
+
+namespace {
+
+using dt = dnnl::memory::data_type;
+using dims = dnnl::memory::dims;
+
+// Size of the fp32 weight tile of the F32 GEMM path: about half an L2 (2 MiB
+// per core here) per thread, so the tile is converted in cache and consumed
+// from cache by the matmul.
+constexpr int64_t kF32TileBytes = int64_t(4) << 20;
+
+void check_args(const char* fn, const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N,
+                const float* Y) {
+  LQ_CHECK(M >= 0 && K >= 0 && N >= 0, "{}: negative shape M={} K={} N={}", fn, M, K, N);
+  if (M == 0 || N == 0) return;
+  LQ_CHECK(Y != nullptr, "{}: null output Y for M={} N={}", fn, M, N);
+  if (K > 0)
+    LQ_CHECK(X != nullptr && W != nullptr, "{}: null input (X={}, W={}) for M={} K={} N={}", fn,
+             static_cast<const void*>(X), static_cast<const void*>(W), M, K, N);
+}
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+// Cache of matmul primitives keyed by (precision, M, K, n, ldy).
+struct Prim {
+  dnnl::matmul mm;
+  dnnl::memory::desc src, wei, dst;
+  std::string impl;
+};
+using PrimKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t>;
+
+std::shared_ptr<const Prim> get_prim(Precision p, int64_t M, int64_t K, int64_t n, int64_t ldy) {
+  static std::mutex mu;
+  static std::map<PrimKey, std::shared_ptr<const Prim>> cache;
+  const PrimKey key{int(p), M, K, n, ldy};
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  // Create outside the lock (JIT compilation can take milliseconds).
+  const dt in = p == Precision::BF16 ? dt::bf16 : dt::f32;
+  auto prim = std::make_shared<Prim>();
+  prim->src = dnnl::memory::desc(dims{M, K}, in, dims{K, 1});
+  prim->wei = dnnl::memory::desc(dims{K, n}, in, dims{1, K});  // W[n, K] read as [K, n] ("ba")
+  prim->dst = dnnl::memory::desc(dims{M, n}, dt::f32, dims{ldy, 1});
+  try {
+    auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(prim->src, prim->wei, prim->dst),
+                                           cpu_engine());
+    prim->impl = pd.impl_info_str();
+    prim->mm = dnnl::matmul(pd);
+  } catch (const dnnl::error& e) {
+    fail("matmul_bf16w: oneDNN could not create a {} matmul for M={} K={} N={}: {}",
+         precision_name(p), M, K, n, e.what());
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= 256) cache.clear();  // prompts of many lengths: keep memory bounded
+  auto [it, inserted] = cache.emplace(key, std::move(prim));
+  return it->second;
+}
+
+void run_prim(const Prim& prim, const void* x, const void* w, float* y) {
+  dnnl::engine& eng = cpu_engine();
+  dnnl::stream s(eng);
+  // oneDNN takes non-const handles but only reads src and weights.
+  dnnl::memory ms(prim.src, eng, const_cast<void*>(x));
+  dnnl::memory mw(prim.wei, eng, const_cast<void*>(w));
+  dnnl::memory md(prim.dst, eng, y);
+  prim.mm.execute(s, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}});
+  s.wait();
+}
+
+int64_t f32_tile_cols(int64_t K, int64_t N) {
+  int64_t nt = kF32TileBytes / (4 * std::max<int64_t>(K, 1));
+  nt = std::max<int64_t>(64, nt / 64 * 64);
+  return std::min(nt, N);
+}
+
+// Reused per calling thread so that repeated calls do not page-fault fresh memory.
+thread_local std::vector<uint16_t> tl_xbf16;
+thread_local std::vector<float> tl_wtile;
+
+}  // namespace
+
+void gemm_bf16w_onednn(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
+                       Precision p) {
+  check_args("gemm_bf16w_onednn", X, M, K, W, N, Y);
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    std::fill(Y, Y + M * N, 0.0f);
+    return;
+  }
+  if (p == Precision::BF16) {
+    auto prim = get_prim(p, M, K, N, N);
+    std::vector<uint16_t>& xb = tl_xbf16;
+    if (int64_t(xb.size()) < M * K) xb.resize(size_t(M * K));
+    uint16_t* xbp = xb.data();
+    parallel_for(
+        M * K, [&](int64_t b, int64_t e) { f32_to_bf16_n(X + b, e - b, xbp + b); }, 4096);
+    run_prim(*prim, xbp, W, Y);
+    return;
+  }
+  const int64_t nt = f32_tile_cols(K, N);
+  std::vector<float>& wt = tl_wtile;
+  if (int64_t(wt.size()) < nt * K) wt.resize(size_t(nt * K));
+  float* wtp = wt.data();
+  for (int64_t n0 = 0; n0 < N; n0 += nt) {
+    const int64_t n = std::min(nt, N - n0);
+    auto prim = get_prim(p, M, K, n, N);
+    const uint16_t* wsrc = W + n0 * K;
+    parallel_for(
+        n * K, [&](int64_t b, int64_t e) { bf16_to_f32_n(wsrc + b, e - b, wtp + b); }, 4096);
+    run_prim(*prim, X, wtp, Y + n0);
+  }
+}
+
+std::string onednn_impl_name(int64_t M, int64_t K, int64_t N, Precision p) {
+  LQ_CHECK(M > 0 && K > 0 && N > 0, "onednn_impl_name: shape must be positive, got M={} K={} N={}",
+           M, K, N);
+  const int64_t n = p == Precision::BF16 ? N : f32_tile_cols(K, N);
+  return get_prim(p, M, K, n, N)->impl;
+}
+
+void matmul_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
+                  Precision p) {
+  check_args("matmul_bf16w", X, M, K, W, N, Y);
+  if (M <= kGemvMaxRows) gemv_bf16w(X, M, K, W, N, Y, p);
+  else gemm_bf16w_onednn(X, M, K, W, N, Y, p);
+}
+
+void matmul_bf16w_ref(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
+                      Precision p) {
+  check_args("matmul_bf16w_ref", X, M, K, W, N, Y);
+  std::vector<double> x(static_cast<size_t>(K));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t k = 0; k < K; ++k)
+      x[k] = p == Precision::BF16 ? double(round_bf16(X[m * K + k])) : double(X[m * K + k]);
+    for (int64_t n = 0; n < N; ++n) {
+      const uint16_t* w = W + n * K;
+      double acc = 0.0;
+      for (int64_t k = 0; k < K; ++k) acc += x[k] * double(bf16_to_f32(w[k]));
+      Y[m * N + n] = float(acc);
+    }
+  }
+}
+
+}  // namespace lq::cpu

@@ -1,0 +1,102 @@
+// kernels/cpu/matmul_bench.cc: throughput of the linear-layer kernels on
+// llama-3.2-1b shapes (hidden 2048, intermediate 8192, vocab 128256).
+//
+//   BM_GemvBf16/N/K/M     decode: bytes/s of weights streamed (compare with BM_ReadBandwidth)
+//   BM_GemmBf16/N/K/M     prefill, Precision::BF16 (oneDNN bf16, AMX if present): FLOP/s
+//   BM_GemmF32/N/K/M      prefill, Precision::F32 (fp32 x bf16 weights): FLOP/s
+//   BM_ReadBandwidth      measure_read_bandwidth(1 GiB): bytes/s
+//
+// Threads: OMP_NUM_THREADS (the library's pool). Suggested run:
+//   OMP_NUM_THREADS=2 bench_kernels --benchmark_filter='Gemv|Gemm|ReadBandwidth' \
+//       --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/threads.h"
+#include "kernels/cpu/matmul.h"
+
+namespace lq::cpu {
+namespace {
+
+// Deterministic pseudo-random weights in [-0.05, 0.05), generated once per shape
+// and shared by all benchmarks (the vocab matrix is 525 MB).
+const std::vector<uint16_t>& weights(int64_t N, int64_t K) {
+  static std::map<std::pair<int64_t, int64_t>, std::unique_ptr<std::vector<uint16_t>>> cache;
+  auto& slot = cache[{N, K}];
+  if (!slot) {
+    slot = std::make_unique<std::vector<uint16_t>>(size_t(N * K));
+    auto& w = *slot;
+    parallel_for(N * K, [&](int64_t b, int64_t e) {
+      uint64_t s = 0x9e3779b97f4a7c15ull * uint64_t(b + 1);
+      for (int64_t i = b; i < e; ++i) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        w[i] = f32_to_bf16(float(int64_t(s >> 40) - (int64_t(1) << 23)) * (0.05f / (1 << 23)));
+      }
+    });
+  }
+  return *slot;
+}
+
+std::vector<float> activations(int64_t M, int64_t K) {
+  std::vector<float> x(size_t(M * K));
+  for (int64_t i = 0; i < M * K; ++i) x[i] = float((i * 7919) % 2001 - 1000) * 1e-3f;
+  return x;
+}
+
+void run(benchmark::State& state, Precision p, bool gemv) {
+  const int64_t N = state.range(0), K = state.range(1), M = state.range(2);
+  const auto& W = weights(N, K);
+  const auto X = activations(M, K);
+  std::vector<float> Y(size_t(M * N));
+  for (auto _ : state) {
+    if (gemv) gemv_bf16w(X.data(), M, K, W.data(), N, Y.data(), p);
+    else gemm_bf16w_onednn(X.data(), M, K, W.data(), N, Y.data(), p);
+    benchmark::DoNotOptimize(Y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["threads"] = num_threads();
+  if (gemv) {
+    state.SetBytesProcessed(int64_t(state.iterations()) * N * K * 2);
+  } else {
+    state.counters["FLOP/s"] =
+        benchmark::Counter(2.0 * double(M) * double(N) * double(K),
+                           benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+    state.SetLabel(onednn_impl_name(M, K, N, p));
+  }
+}
+
+void BM_GemvBf16(benchmark::State& state) { run(state, Precision::BF16, true); }
+void BM_GemvF32(benchmark::State& state) { run(state, Precision::F32, true); }
+void BM_GemmBf16(benchmark::State& state) { run(state, Precision::BF16, false); }
+void BM_GemmF32(benchmark::State& state) { run(state, Precision::F32, false); }
+
+// {N, K, M}
+BENCHMARK(BM_GemvBf16)
+    ->Args({8192, 2048, 1})->Args({2048, 8192, 1})->Args({128256, 2048, 1})->Args({8192, 2048, 4})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GemvF32)->Args({8192, 2048, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GemmBf16)
+    ->Args({8192, 2048, 512})->Args({2048, 8192, 512})->Args({128256, 2048, 512})
+    ->Args({2048, 2048, 512})->Args({512, 2048, 512})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GemmF32)
+    ->Args({8192, 2048, 512})->Args({2048, 8192, 512})->Args({128256, 2048, 512})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_ReadBandwidth(benchmark::State& state) {
+  double bw = 0;
+  for (auto _ : state) bw = measure_read_bandwidth(int64_t(1) << 30, 5);
+  state.counters["bytes_per_second"] = bw;
+  state.counters["threads"] = num_threads();
+}
+BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace lq::cpu

@@ -1,0 +1,312 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/matmul.h"
+
+namespace lq {
+
+// ---------------------------------------------------------------------------
+// Bf16Linear
+
+Bf16Linear::Bf16Linear(const uint16_t* w, int64_t out, int64_t in, std::vector<float> bias,
+                       std::vector<uint16_t> owned)
+    : w_(w), out_(out), in_(in), bias_(std::move(bias)), owned_(std::move(owned)) {
+  if (!owned_.empty()) w_ = owned_.data();
+}
+
+void Bf16Linear::forward(const float* X, int64_t M, float* Y, Precision p) const {
+  cpu::matmul_bf16w(X, M, in_, w_, out_, Y, p);
+  if (!bias_.empty()) {
+    for (int64_t m = 0; m < M; ++m) cpu::add_inplace(Y + m * out_, bias_.data(), out_);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+namespace {
+
+// Reads a float tensor of any float dtype into fp32 values.
+std::vector<float> to_f32(const TensorInfo& t) {
+  const int64_t n = t.numel();
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    switch (t.dtype) {
+      case DType::BF16: { uint16_t h; std::memcpy(&h, t.data + 2 * i, 2); out[i] = bf16_to_f32(h); break; }
+      case DType::F16: { uint16_t h; std::memcpy(&h, t.data + 2 * i, 2); out[i] = f16_to_f32(h); break; }
+      case DType::F32: std::memcpy(&out[i], t.data + 4 * i, 4); break;
+      default: fail("{}: tensor '{}' has dtype {}, expected a float type", t.file, t.name, dtype_name(t.dtype));
+    }
+  }
+  return out;
+}
+
+// A bf16 view of a weight tensor: the mapped bytes if already bf16, else a converted copy.
+struct Bf16Tensor {
+  const uint16_t* ptr = nullptr;
+  std::vector<uint16_t> owned;
+};
+
+Bf16Tensor bf16_weight(const SafeTensors& st, const std::string& name, std::vector<int64_t> shape) {
+  const TensorInfo& t = st.get(name);
+  if (t.shape != shape) {
+    std::string want = "[";
+    for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+    want += "]";
+    fail("{}: tensor '{}' has shape {}, expected {} from config.json", t.file, name, t.shape_str(), want);
+  }
+  Bf16Tensor r;
+  if (t.dtype == DType::BF16) {
+    LQ_CHECK(reinterpret_cast<uintptr_t>(t.data) % 2 == 0, "{}: tensor '{}' is not 2-byte aligned", t.file, name);
+    r.ptr = reinterpret_cast<const uint16_t*>(t.data);
+    return r;
+  }
+  if (t.dtype != DType::F16 && t.dtype != DType::F32) {
+    fail("{}: tensor '{}' has dtype {}; the native engine runs BF16/F16/F32 checkpoints "
+         "(quantized checkpoints need their quantization_config)", t.file, name, dtype_name(t.dtype));
+  }
+  std::vector<float> f = to_f32(t);
+  r.owned.resize(f.size());
+  for (size_t i = 0; i < f.size(); ++i) r.owned[i] = f32_to_bf16(f[i]);
+  r.ptr = r.owned.data();
+  return r;
+}
+
+std::vector<uint16_t> bf16_vector(const SafeTensors& st, const std::string& name, int64_t n) {
+  Bf16Tensor t = bf16_weight(st, name, {n});
+  if (!t.owned.empty()) return t.owned;
+  return std::vector<uint16_t>(t.ptr, t.ptr + n);
+}
+
+std::vector<float> bias_vector(const SafeTensors& st, const std::string& name, int64_t n) {
+  const TensorInfo& t = st.get(name);
+  LQ_CHECK(t.shape == std::vector<int64_t>{n}, "{}: tensor '{}' has shape {}, expected [{}]", t.file, name,
+           t.shape_str(), n);
+  return to_f32(t);
+}
+
+std::unique_ptr<Linear> make_linear(const SafeTensors& st, const std::string& prefix, int64_t out, int64_t in,
+                                    bool bias) {
+  Bf16Tensor w = bf16_weight(st, prefix + ".weight", {out, in});
+  std::vector<float> b;
+  if (bias) b = bias_vector(st, prefix + ".bias", out);
+  return std::make_unique<Bf16Linear>(w.ptr, out, in, std::move(b), std::move(w.owned));
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& dir) {
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = dir;
+  m->cfg_ = load_model_config(dir);
+  m->st_ = SafeTensors::open(dir);
+  const ModelConfig& c = m->cfg_;
+  const SafeTensors& st = m->st_;
+  const int64_t H = c.hidden_size;
+
+  Bf16Tensor emb = bf16_weight(st, "model.embed_tokens.weight", {c.vocab_size, H});
+  m->embed_owned_ = std::move(emb.owned);
+  m->embed_ = m->embed_owned_.empty() ? emb.ptr : m->embed_owned_.data();
+  m->final_norm_ = bf16_vector(st, "model.norm.weight", H);
+  if (c.tie_word_embeddings && !st.has("lm_head.weight")) {
+    m->lm_head_ = std::make_unique<Bf16Linear>(m->embed_, c.vocab_size, H, std::vector<float>{});
+  } else {
+    m->lm_head_ = make_linear(st, "lm_head", c.vocab_size, H, false);
+  }
+  m->layers_.resize(size_t(c.num_layers));
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i);
+    LayerWeights& L = m->layers_[size_t(i)];
+    L.q = make_linear(st, p + ".self_attn.q_proj", c.q_dim(), H, c.attention_bias);
+    L.k = make_linear(st, p + ".self_attn.k_proj", c.kv_dim(), H, c.attention_bias);
+    L.v = make_linear(st, p + ".self_attn.v_proj", c.kv_dim(), H, c.attention_bias);
+    L.o = make_linear(st, p + ".self_attn.o_proj", H, c.q_dim(), c.o_bias);
+    L.gate = make_linear(st, p + ".mlp.gate_proj", c.intermediate_size, H, c.mlp_bias);
+    L.up = make_linear(st, p + ".mlp.up_proj", c.intermediate_size, H, c.mlp_bias);
+    L.down = make_linear(st, p + ".mlp.down_proj", H, c.intermediate_size, c.mlp_bias);
+    L.attn_norm = bf16_vector(st, p + ".input_layernorm.weight", H);
+    L.mlp_norm = bf16_vector(st, p + ".post_attention_layernorm.weight", H);
+  }
+  m->inv_freq_ = rope_inv_freq(c);
+  m->attn_factor_ = lq::rope_attention_factor(c);
+  return m;
+}
+
+int64_t Model::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& name : st_.names()) n += st_.get(name).numel();
+  return n;
+}
+
+int64_t Model::weight_bytes() const { return int64_t(st_.total_bytes()); }
+
+int64_t Model::decode_weight_bytes() const {
+  int64_t b = lm_head_->weight_bytes() + cfg_.hidden_size * 2;
+  for (const auto& L : layers_) {
+    for (const Linear* l : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()})
+      b += l->weight_bytes();
+  }
+  return b;
+}
+
+int64_t Model::kv_bytes_per_token(Precision p) const {
+  return 2 * cfg_.num_layers * cfg_.kv_dim() * (p == Precision::BF16 ? 2 : 4);
+}
+
+// ---------------------------------------------------------------------------
+// Session
+
+Session::Session(const Model& m, SessionOptions opt) : m_(m), opt_(std::move(opt)) {
+  const ModelConfig& c = m.config();
+  LQ_CHECK(opt_.capacity > 0, "session capacity must be positive (got {})", opt_.capacity);
+  LQ_CHECK(opt_.capacity <= c.max_position_embeddings,
+           "requested context of {} tokens exceeds the model's max_position_embeddings ({})", opt_.capacity,
+           c.max_position_embeddings);
+  LQ_CHECK(opt_.chunk_size > 0, "chunk size must be positive");
+  cap_ = opt_.capacity;
+  const size_t n = size_t(c.num_kv_heads) * size_t(cap_) * size_t(c.head_dim);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    if (opt_.precision == Precision::BF16) {
+      kb_.emplace_back(new uint16_t[n]);
+      vb_.emplace_back(new uint16_t[n]);
+    } else {
+      kf_.emplace_back(new float[n]);
+      vf_.emplace_back(new float[n]);
+    }
+  }
+}
+
+int64_t Session::kv_bytes() const { return cap_ * m_.kv_bytes_per_token(opt_.precision); }
+
+void Session::truncate(int64_t n) {
+  LQ_CHECK(n >= 0 && n <= pos_, "cannot truncate a session at position {} to {}", pos_, n);
+  pos_ = n;
+}
+
+std::vector<float> Session::forward(std::span<const int32_t> ids, int64_t n_logits) {
+  const ModelConfig& c = m_.config();
+  const int64_t T = int64_t(ids.size());
+  LQ_CHECK(T > 0, "forward called with no tokens");
+  n_logits = std::clamp<int64_t>(n_logits, 0, T);
+  if (pos_ + T > cap_) {
+    fail("sequence of {} tokens (at position {} + {} new) exceeds the context of {} tokens{}", pos_ + T, pos_, T,
+         cap_, cap_ == c.max_position_embeddings ? " (the model's max_position_embeddings)" : "");
+  }
+  for (int64_t i = 0; i < T; ++i) {
+    LQ_CHECK(ids[size_t(i)] >= 0 && ids[size_t(i)] < c.vocab_size, "token id {} at index {} is outside the vocabulary [0, {})",
+             ids[size_t(i)], i, c.vocab_size);
+  }
+  std::vector<float> logits(static_cast<size_t>(n_logits * c.vocab_size));
+  for (int64_t done = 0; done < T;) {
+    const int64_t t = std::min(opt_.chunk_size, T - done);
+    // Logits wanted from this chunk: those of the last n_logits positions overall.
+    const int64_t first_wanted = T - n_logits;
+    const int64_t chunk_end = done + t;
+    const int64_t want = std::max<int64_t>(0, chunk_end - std::max(done, first_wanted));
+    float* out = want > 0 ? logits.data() + (chunk_end - want - first_wanted) * c.vocab_size : nullptr;
+    forward_chunk(ids.data() + done, t, want, out);
+    done += t;
+    if (opt_.progress && T > opt_.chunk_size) opt_.progress(done, T);
+  }
+  return logits;
+}
+
+void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, float* logits_out) {
+  const ModelConfig& c = m_.config();
+  const Precision prec = opt_.precision;
+  const int64_t H = c.hidden_size, D = c.head_dim, Hq = c.num_heads, Hkv = c.num_kv_heads;
+  const int64_t QD = c.q_dim(), KVD = c.kv_dim(), I = c.intermediate_size;
+  const int64_t pos0 = pos_;
+
+  std::vector<float> x(static_cast<size_t>(T * H)), h(size_t(T * H));
+  std::vector<float> q(static_cast<size_t>(T * QD)), k(size_t(T * KVD)), v(size_t(T * KVD)), att(size_t(T * QD));
+  std::vector<float> g(static_cast<size_t>(T * I)), u(size_t(T * I));
+
+  // Embedding rows (bf16 -> fp32, exact).
+  const uint16_t* E = m_.embed_bf16();
+  for (int64_t t = 0; t < T; ++t) {
+    const uint16_t* row = E + int64_t(ids[t]) * H;
+    for (int64_t j = 0; j < H; ++j) x[size_t(t * H + j)] = bf16_to_f32(row[j]);
+  }
+
+  // RoPE tables for this chunk's positions, as transformers computes them: the
+  // angle float32(inv_freq * pos) in float32, cos/sin of it, times the attention factor.
+  const int64_t half = D / 2;
+  std::vector<float> cos_t(static_cast<size_t>(T * half)), sin_t(size_t(T * half));
+  const std::vector<float>& inv = m_.inv_freq();
+  const double af = m_.rope_attention_factor();
+  for (int64_t t = 0; t < T; ++t) {
+    const float p = float(pos0 + t);
+    for (int64_t i = 0; i < half; ++i) {
+      const float ang = inv[size_t(i)] * p;  // float32 product, as torch does
+      cos_t[size_t(t * half + i)] = float(std::cos(double(ang)) * af);
+      sin_t[size_t(t * half + i)] = float(std::sin(double(ang)) * af);
+    }
+  }
+
+  const float eps = float(c.rms_norm_eps);
+  const float scale = float(1.0 / std::sqrt(double(D)));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& L = m_.layer(l);
+    cpu::rmsnorm(x.data(), L.attn_norm.data(), eps, T, H, h.data());
+    L.q->forward(h.data(), T, q.data(), prec);
+    L.k->forward(h.data(), T, k.data(), prec);
+    L.v->forward(h.data(), T, v.data(), prec);
+    cpu::rope_apply(q.data(), T, Hq, D, cos_t.data(), sin_t.data());
+    cpu::rope_apply(k.data(), T, Hkv, D, cos_t.data(), sin_t.data());
+
+    // Append K/V at positions pos0..pos0+T-1 in the [Hkv][cap][D] layout.
+    cpu::KVView kv;
+    kv.head_stride = cap_ * D;
+    if (prec == Precision::BF16) {
+      uint16_t* Kc = kb_[size_t(l)].get();
+      uint16_t* Vc = vb_[size_t(l)].get();
+      parallel_for(T, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t hh = 0; hh < Hkv; ++hh) {
+            uint16_t* kd = Kc + hh * cap_ * D + (pos0 + t) * D;
+            uint16_t* vd = Vc + hh * cap_ * D + (pos0 + t) * D;
+            const float* ks = k.data() + t * KVD + hh * D;
+            const float* vs = v.data() + t * KVD + hh * D;
+            for (int64_t d = 0; d < D; ++d) { kd[d] = f32_to_bf16(ks[d]); vd[d] = f32_to_bf16(vs[d]); }
+          }
+      });
+      kv.k = Kc; kv.v = Vc; kv.bf16 = true;
+    } else {
+      float* Kc = kf_[size_t(l)].get();
+      float* Vc = vf_[size_t(l)].get();
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t hh = 0; hh < Hkv; ++hh) {
+          std::memcpy(Kc + hh * cap_ * D + (pos0 + t) * D, k.data() + t * KVD + hh * D, size_t(D) * 4);
+          std::memcpy(Vc + hh * cap_ * D + (pos0 + t) * D, v.data() + t * KVD + hh * D, size_t(D) * 4);
+        }
+      kv.k = Kc; kv.v = Vc; kv.bf16 = false;
+    }
+    cpu::attention_causal(q.data(), T, Hq, Hkv, D, kv, pos0, scale, att.data(), prec);
+    L.o->forward(att.data(), T, h.data(), prec);
+    cpu::add_inplace(x.data(), h.data(), T * H);
+
+    cpu::rmsnorm(x.data(), L.mlp_norm.data(), eps, T, H, h.data());
+    L.gate->forward(h.data(), T, g.data(), prec);
+    L.up->forward(h.data(), T, u.data(), prec);
+    cpu::silu_mul(g.data(), u.data(), T * I, g.data());
+    L.down->forward(g.data(), T, h.data(), prec);
+    cpu::add_inplace(x.data(), h.data(), T * H);
+  }
+  pos_ += T;
+
+  if (n_logits > 0) {
+    const float* last = x.data() + (T - n_logits) * H;
+    cpu::rmsnorm(last, m_.final_norm().data(), eps, n_logits, H, h.data());
+    m_.lm_head().forward(h.data(), n_logits, logits_out, prec);
+  }
+}
+
+}  // namespace lq

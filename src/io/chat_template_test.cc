@@ -112,7 +112,7 @@ TEST(ChatTemplate, DetectFromConfigThenArchitecture) {
   EXPECT_EQ(detect_chat_format(testing::source_dir() + "/tests/data/tokenizer/tiny", ""), ChatFormat::ChatML);
 }
 
-TEST(ChatTemplate, RealTokenizersRecogniseRenderedSpecials) {
+TEST(ChatTemplate, RealLlama3TokenizerRecognisesRenderedSpecials) {
   LQ_REQUIRE_SHARED(shared);
   EXPECT_EQ(detect_chat_format(shared + "/tokenizers/llama3", ""), ChatFormat::Llama3);
   EXPECT_EQ(detect_chat_format(shared + "/tokenizers/qwen2_5", ""), ChatFormat::ChatML);
@@ -124,10 +124,8 @@ TEST(ChatTemplate, RealTokenizersRecogniseRenderedSpecials) {
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 128006), 3);  // start_header_id: system, user, assistant
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 128007), 3);  // end_header_id
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 128009), 2);  // eot_id
-  const Tokenizer qwen = Tokenizer::load(shared + "/tokenizers/qwen2_5");
-  const std::vector<int32_t> q = qwen.encode(render_chat(ChatFormat::ChatML, {{"user", "Hello"}}), false);
-  EXPECT_EQ(q.front(), 151644);  // <|im_start|>
-  EXPECT_EQ(std::count(q.begin(), q.end(), 151645), 2);  // <|im_end|>
+  // (The ChatML prompt with the Qwen tokenizer is checked in tokenizer_test.cc,
+  // which already has that tokenizer loaded.)
 }
 
 }  // namespace

@@ -666,8 +666,10 @@ class Encoder {
       auto it = cache_.find(w);
       if (it != cache_.end()) {
         const auto [off, len] = it->second;
-        out_.reserve(out_.size() + len);
-        for (uint32_t i = 0; i < len; ++i) out_.push_back(out_[off + i]);
+        for (uint32_t i = 0; i < len; ++i) {
+          const int32_t id = out_[off + i];  // copy first: push_back may reallocate
+          out_.push_back(id);
+        }
         return;
       }
     }

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/testing.h"
+#include "io/chat_template.h"
 #include "io/unicode.h"
 
 namespace lq {
@@ -408,6 +411,26 @@ TEST(TokenizerReal, SpecialTokensAndConfig) {
   EXPECT_EQ(r.qwen.encode("<tool_call>"), (Ids{151657}));
   EXPECT_EQ(r.llama3.decode({128000, 9906, 1917, 128009}, true), "Hello world");
   EXPECT_EQ(r.llama3.id_to_token(22691), "\xC4\xA0Hello");
+  // A rendered ChatML prompt: its markup becomes special tokens.
+  const Ids q = r.qwen.encode(render_chat(ChatFormat::ChatML, {{"user", "Hello"}}), false);
+  EXPECT_EQ(q.front(), 151644);                          // <|im_start|>
+  EXPECT_EQ(std::count(q.begin(), q.end(), 151644), 3);  // system, user, assistant
+  EXPECT_EQ(std::count(q.begin(), q.end(), 151645), 2);  // <|im_end|>
+}
+
+// Regression: a text of many identical pre-tokens once took quadratic time
+// (reserve() per cache hit). 300K single-digit pieces must take well under the
+// 10 s bound (about 20 ms in Release; the quadratic version took minutes).
+TEST(TokenizerReal, ManyIdenticalPiecesAreLinearSlow) {
+  LQ_REQUIRE_SHARED(shared);
+  const Real& r = real(shared);
+  const std::string digits(300000, '7');
+  const auto t0 = std::chrono::steady_clock::now();
+  const Ids ids = r.qwen.encode(digits);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(ids.size(), digits.size());  // Qwen splits digits one by one
+  EXPECT_EQ(r.qwen.decode(ids), digits);
+  EXPECT_LT(s, 10.0);
 }
 
 TEST(TokenizerReal, BookRoundTripSlow) {

@@ -46,7 +46,10 @@ using dims = dnnl::memory::dims;
 // Size of the fp32 weight tile of the F32 GEMM path: about half an L2 (2 MiB
 // per core here) per thread, so the tile is converted in cache and consumed
 // from cache by the matmul.
-constexpr int64_t kF32TileBytes = int64_t(4) << 20;
+#ifndef LQ_F32_TILE_BYTES
+#define LQ_F32_TILE_BYTES (int64_t(4) << 20)
+#endif
+constexpr int64_t kF32TileBytes = LQ_F32_TILE_BYTES;
 
 void check_args(const char* fn, const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N,
                 const float* Y) {

@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/profile.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -267,9 +268,10 @@ void cmd_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Measure prefill and decode speed, memory and bandwidth use");
   static std::string dir, prec_s = "bf16";
   static int64_t prompt_tokens = 512, gen_tokens = 32, chunk = 512;
-  static bool as_json = false, no_probe = false;
+  static bool as_json = false, no_probe = false, prof = false;
   static int threads = 0;
   static uint64_t seed = 1;
+  cmd->add_flag("--profile", prof, "report wall time per operation (prefill and decode separately)");
   cmd->add_option("--model", dir, "Hugging Face model directory")->required();
   cmd->add_option("--prompt-tokens", prompt_tokens, "prompt length (random ids)")->capture_default_str();
   cmd->add_option("--gen-tokens", gen_tokens, "tokens to decode")->capture_default_str();
@@ -309,10 +311,14 @@ void cmd_bench(CLI::App& app) {
     Progress prog("prefill", prompt_tokens, "tok");
     so.progress = [&](int64_t d, int64_t t) { prog.update(d); };
     Session s(*m, so);
+    profile::set_enabled(prof);
+    profile::reset();
     auto t0 = clock::now();
     auto logits = s.forward(ids, 1);
     const double prefill_s = std::chrono::duration<double>(clock::now() - t0).count();
     prog.finish();
+    auto prefill_profile = profile::snapshot();
+    profile::reset();
     int32_t next = argmax(logits.data(), c.vocab_size);
     auto t1 = clock::now();
     for (int64_t i = 0; i < gen_tokens; ++i) {
@@ -320,6 +326,8 @@ void cmd_bench(CLI::App& app) {
       next = argmax(logits.data(), c.vocab_size);
     }
     const double decode_s = std::chrono::duration<double>(clock::now() - t1).count();
+    auto decode_profile = profile::snapshot();
+    profile::set_enabled(false);
     const int64_t rss = peak_rss_bytes();  // before the probe allocates its buffer
     const double bw = no_probe ? 0.0 : cpu::measure_read_bandwidth();
     const double prefill_tps = double(prompt_tokens) / prefill_s;
@@ -346,7 +354,19 @@ void cmd_bench(CLI::App& app) {
               {"mem_bandwidth_bytes_s", bw},
               {"decode_bound_tok_s", bound},
               {"decode_fraction_of_bound", bound > 0 ? decode_tps / bound : 0.0}};
+    if (prof) {
+      j["profile_prefill_seconds"] = prefill_profile;
+      j["profile_decode_seconds"] = decode_profile;
+    }
     if (as_json) { print_json(j, true); return; }
+    if (prof) {
+      auto show = [](const char* what, const std::map<std::string, double>& t, double total) {
+        std::printf("%s profile (%.3fs):\n", what, total);
+        for (auto& [k, v] : t) std::printf("  %-16s %8.3fs  %5.1f%%\n", k.c_str(), v, 100 * v / total);
+      };
+      show("prefill", prefill_profile, prefill_s);
+      show("decode", decode_profile, decode_s);
+    }
     std::printf("prefill  %lld tokens in %.2fs: %.1f tok/s\n", (long long)prompt_tokens, prefill_s, prefill_tps);
     std::printf("decode   %lld tokens in %.2fs: %.2f tok/s", (long long)gen_tokens, decode_s, decode_tps);
     if (bound > 0) std::printf(" (%.0f%% of the %.2f tok/s bandwidth bound)", 100 * decode_tps / bound, bound);

@@ -57,6 +57,24 @@ class LanguageSet {
   std::map<std::string, LanguagePack> packs_;
 };
 
+// ---- word lists for the common/frequent-words tasks -------------------------
+// OneRuler's dictionary rule (synthetic/common_words_extraction.py): read
+// vocab/dictionaries/<Name>/<Name>.csv (header "words,pos"; RFC 4180 quoting,
+// CRLF or LF), drop rows whose word is empty or one of pandas' default NA
+// strings ("NA", "null", "nan", ...), drop words containing a Unicode decimal
+// digit, keep rows whose pos is exactly "noun", "adjective" or "verb", and
+// return the distinct words sorted by code point (Python sorted(set(...))).
+// Throws lq::Error naming the file on a missing header or unterminated quote.
+std::vector<std::string> load_oneruler_dictionary(const std::string& csv_path);
+// Our own English list of common nouns, adjectives and verbs (about 600,
+// lower-case ASCII, distinct, sorted): the English CWE vocabulary (OneRuler
+// and RULER draw English words from the `wonderwords` package instead).
+const std::vector<std::string>& builtin_english_words();
+// Distinct words of a UTF-8 text for languages written with spaces: split at
+// whitespace, strip leading/trailing non-word characters, keep tokens made only
+// of letters (no digits, no '_'), Python-lower-case them; sorted, distinct.
+std::vector<std::string> words_from_text(const std::string& text);
+
 // OneRuler's add_period() punctuation for a language code.
 std::string language_period(const std::string& code);
 bool language_without_spaces(const std::string& code);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "core/threads.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
@@ -255,10 +256,13 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
   const float scale = float(1.0 / std::sqrt(double(D)));
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& L = m_.layer(l);
+    profile::PhaseTimer pt("norm");
     cpu::rmsnorm(x.data(), L.attn_norm.data(), eps, T, H, h.data());
+    pt.next("matmul.qkv");
     L.q->forward(h.data(), T, q.data(), prec);
     L.k->forward(h.data(), T, k.data(), prec);
     L.v->forward(h.data(), T, v.data(), prec);
+    pt.next("rope+kv_store");
     cpu::rope_apply(q.data(), T, Hq, D, cos_t.data(), sin_t.data());
     cpu::rope_apply(k.data(), T, Hkv, D, cos_t.data(), sin_t.data());
 
@@ -289,20 +293,26 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
         }
       kv.k = Kc; kv.v = Vc; kv.bf16 = false;
     }
+    pt.next("attention");
     cpu::attention_causal(q.data(), T, Hq, Hkv, D, kv, pos0, scale, att.data(), prec);
+    pt.next("matmul.o");
     L.o->forward(att.data(), T, h.data(), prec);
     cpu::add_inplace(x.data(), h.data(), T * H);
-
+    pt.next("norm");
     cpu::rmsnorm(x.data(), L.mlp_norm.data(), eps, T, H, h.data());
+    pt.next("matmul.gate_up");
     L.gate->forward(h.data(), T, g.data(), prec);
     L.up->forward(h.data(), T, u.data(), prec);
+    pt.next("silu_mul");
     cpu::silu_mul(g.data(), u.data(), T * I, g.data());
+    pt.next("matmul.down");
     L.down->forward(g.data(), T, h.data(), prec);
     cpu::add_inplace(x.data(), h.data(), T * H);
   }
   pos_ += T;
 
   if (n_logits > 0) {
+    profile::ScopedTimer pt("lm_head");
     const float* last = x.data() + (T - n_logits) * H;
     cpu::rmsnorm(last, m_.final_norm().data(), eps, n_logits, H, h.data());
     m_.lm_head().forward(h.data(), n_logits, logits_out, prec);

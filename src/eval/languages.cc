@@ -340,3 +340,209 @@ void LanguageSet::load_oneruler_dir(const std::string& dir) {
 }
 
 }  // namespace lq
+
+// ---- word lists -------------------------------------------------------------
+
+namespace lq {
+
+namespace {
+
+// pandas.read_csv's default NA strings: such a cell becomes NaN and OneRuler's
+// dropna() removes the row.
+bool pandas_na(const std::string& s) {
+  static const std::set<std::string> na = {"",     "#N/A", "#N/A N/A", "#NA",  "-1.#IND", "-1.#QNAN", "-NaN",
+                                           "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",     "NA",       "NULL",
+                                           "NaN",  "None", "n/a",      "nan",  "null"};
+  return na.count(s) > 0;
+}
+
+// RFC 4180 records: fields separated by ',', "..." quoting with "" for a quote,
+// quoted fields may span lines; records end at LF or CRLF outside quotes.
+std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& where) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false, any = false;
+  size_t i = 0;
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) i = 3;  // UTF-8 byte-order mark
+  auto end_row = [&] {
+    row.push_back(std::move(field));
+    field.clear();
+    rows.push_back(std::move(row));
+    row.clear();
+    any = false;
+  };
+  for (; i < text.size(); ++i) {
+    char c = text[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < text.size() && text[i + 1] == '"') {
+          field.push_back('"');
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        field.push_back(c);
+      }
+      continue;
+    }
+    if (c == '"') {
+      quoted = true;
+      any = true;
+    } else if (c == ',') {
+      row.push_back(std::move(field));
+      field.clear();
+      any = true;
+    } else if (c == '\n' || (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n')) {
+      if (c == '\r') ++i;
+      if (any || !field.empty() || !row.empty()) end_row();
+    } else {
+      field.push_back(c);
+      any = true;
+    }
+  }
+  LQ_CHECK(!quoted, "'{}': unterminated quoted field at the end of the file", where);
+  if (any || !field.empty() || !row.empty()) end_row();
+  return rows;
+}
+
+}  // namespace
+
+std::vector<std::string> load_oneruler_dictionary(const std::string& csv_path) {
+  auto rows = parse_csv(read_text_file(csv_path), csv_path);
+  LQ_CHECK(!rows.empty(), "'{}': empty dictionary file", csv_path);
+  const auto& h = rows[0];
+  int wcol = -1, pcol = -1;
+  for (size_t c = 0; c < h.size(); ++c) {
+    if (h[c] == "words") wcol = static_cast<int>(c);
+    if (h[c] == "pos") pcol = static_cast<int>(c);
+  }
+  LQ_CHECK(wcol >= 0 && pcol >= 0, "'{}': the header must name the columns \"words\" and \"pos\"", csv_path);
+  std::set<std::string> words;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const auto& row = rows[r];
+    if (static_cast<int>(row.size()) <= std::max(wcol, pcol)) continue;  // short row: NaN pos
+    const std::string& w = row[static_cast<size_t>(wcol)];
+    const std::string& pos = row[static_cast<size_t>(pcol)];
+    if (pandas_na(w)) continue;
+    if (pos != "noun" && pos != "adjective" && pos != "verb") continue;
+    std::string clean = uni::sanitize(w);
+    bool digit = false;
+    for (char32_t c : uni::decode(clean)) digit |= uni::is_decimal_digit(c);
+    if (!digit) words.insert(clean);
+  }
+  LQ_CHECK(!words.empty(), "'{}': no noun/adjective/verb rows", csv_path);
+  return {words.begin(), words.end()};
+}
+
+const std::vector<std::string>& builtin_english_words() {
+  // Written for this project: everyday nouns, adjectives and verbs.
+  static const std::vector<std::string> words = [] {
+    const char* text =
+        "able absent accept account acid actor adapt admire adult advice afford agent agree aircraft alarm "
+        "album alert alive allow almond amazing amuse ancient angle angry animal ankle annual answer apology "
+        "appear apple apply apron arch argue arrive arrow artist ashore asleep attic audio aunt autumn avenue "
+        "avoid awake award awful baby bacon badge bake balance ballet bamboo banana bandit banner barber bare "
+        "barrel basin bath battery beach beam bean beard beast beauty become bedroom beef beetle begin behave "
+        "believe bell belong belt bench berry bicycle bind biscuit bitter blade blank blanket blend blind "
+        "blossom blouse blunt blush board boast bold bolt bone bonus borrow bottle bounce bowl brain branch "
+        "brass bread breathe breeze brick bride bright brisk broad bronze brook broom brush bubble bucket "
+        "budget build bullet bundle burden burn burst bury bushy butter buyer cabin cable cactus cage cake "
+        "calendar calm camera camp canal candy cannon canoe canvas capable captain carbon cargo carpet carry "
+        "carve castle casual catch cattle cause cave ceiling celery cellar cement cereal chain chair chalk "
+        "change chapel charge charm chase cheap cheer cheese cherry chest chew chief child chimney choose "
+        "chorus cider cinema circle citizen civil claim clap clay clean clerk clever cliff climb clinic cloak "
+        "clock close cloth clumsy coach coast cobweb cocoa coconut coffee coin collar collect colony comb "
+        "comfort comic common compass complain confuse cook copper coral cord cork corner cottage cotton "
+        "cough count country couple courage cousin cover coward cozy crab cradle craft crane crash crawl "
+        "crayon cream create credit creek crew cricket crisp crooked crowd crown cruel crumb crush crystal "
+        "cuddle cupboard curious curl curtain cushion custom cycle daily dairy damage dance danger daring "
+        "darken dawn debate decay deck decide decorate deep defend degree delay deliver demand dense dentist "
+        "depart depend deposit depth describe deserve design desk detail develop diamond diary digest "
+        "dinner direct dirty discover dish dismiss distant divide dizzy doctor donkey double dough dragon "
+        "drain drama drawer dream dress drift drill drink drive drizzle drum dry duck dull dusk dwell eager "
+        "eagle early earn earth easel echo edge editor educate elbow elder elect elegant elephant elevator "
+        "embrace emerald empty enable enemy energy engine enjoy enormous enter entire envelope equal erase "
+        "escape essay estate evening exact examine excite excuse exhale exist expand expect explore export "
+        "fabric fade faint fair fairy faithful false family famous fancy fasten fatal faucet fault favor "
+        "feast feather feeble fence fetch fever fiddle field fierce figure filter final finger finish "
+        "flame flash flat flavor flee flint float flock flood floor flour flower fluffy flute foam focus "
+        "foggy follow fond forest forget forgive fork fortune fossil fountain fragile frame freeze fresh "
+        "friend fright frost frozen fruit funny furnace future gallery gamble garage garden garlic gather "
+        "gauge gentle genuine giant giggle ginger giraffe glance glass glide glimmer globe gloomy glove glow "
+        "goat golden gossip govern grab grace grain grape grasp grateful gravel greedy greet grief grill "
+        "grin grocery groom ground grove growl guard guess guest guide guilty guitar habit hammer handle "
+        "happy harbor harsh harvest hatch haunt hazard healthy heap heavy hedge height helmet herd hero "
+        "hidden highway hiking hint history hobby hollow honest honey hook hopeful horizon horse hostile "
+        "hover huddle humble humid hunger hurry husband hybrid icicle idea ignore illegal imagine immune "
+        "impact import inch income index infant inform injure inkwell insect inspect invent invite iron "
+        "island ivory jacket jaguar jelly jewel jigsaw jingle join journey judge juggle juice jumble jungle "
+        "kennel kettle kidney kind kingdom kitchen kitten knee kneel knife knock label ladder ladle lake "
+        "lamp language lantern large laugh launch laundry lawyer layer lazy leader leaf lean learn leather "
+        "legend lemon lend lens lesson letter lettuce level liberty library lift light limit linen lion "
+        "liquid listen little lively lizard load lobster locate locket lodge lonely loose lottery loud "
+        "lovely loyal lucky lumber lunar lunch machine magnet maiden mammal manage mango mansion maple marble "
+        "market marsh mask master meadow measure medal melody melt member mention merry message metal "
+        "midnight mighty mild mineral minute mirror misty mitten mixture model modest moist monkey monster "
+        "moral morning mosquito motion mountain mouse muddy muffin mumble muscle museum mushroom music "
+        "mystery narrow native nature nearby neat needle nephew nervous nest network noble noisy normal "
+        "notice novel number nurse nutmeg oasis obey object observe obtain ocean offer office olive onion "
+        "opera orange orbit orchard order organ ostrich outdoor oven owner oyster paddle palace pale panel "
+        "panic paper parade parcel parent parrot pasta pastry patch patient pause peach peanut pearl pebble "
+        "pedal pencil people pepper perfect perform permit pigeon pillow pilot pioneer pirate pistol pitch "
+        "planet plaster plastic plate pleasant plenty plump pocket poem polish polite pond popular porch "
+        "portrait potato pottery powder praise prepare pretty prince prison private prize proud prune "
+        "public puddle pumpkin punish puppet purple puzzle quarrel quarter queen quick quiet quilt rabbit "
+        "racket radar radish rainbow raise rapid rattle raven razor ready reason rebel recall receive "
+        "recipe record reduce reflect refuse region reject relax remain remote repair repeat reply rescue "
+        "resist result retire reveal reward rhythm ribbon rich riddle rifle ripple river roast robust "
+        "rocket roof rotten rough royal rubber rude ruin rumble runway rural rusty saddle safety sailor "
+        "salad salmon sample sandal satisfy sauce sausage savage scarf scatter scheme school science "
+        "scissors scrape scream season secret select senior sentence settle shadow shallow shape share "
+        "shelter shiny shiver shoulder shovel shrink shy signal silent silver simple sketch skillet slender "
+        "slippery smooth snail sneeze soap soldier solid spare sparkle spider spinach splash sponge spoon "
+        "squeeze stable stairs steady steel stomach storm stove strange stream strict stripe sturdy submit "
+        "sugar summer sunny supper surprise swallow sweater sweep swift symbol table tablet tailor talent "
+        "tangle teacher temple tender tent thick thirsty thunder ticket tidy tiger timber tiny toast "
+        "tomato tongue towel tower tractor travel treasure tremble tribe trophy trumpet tulip tunnel turtle "
+        "twist umbrella uncle unfold unique unlock upset useful vacant valley vanish velvet verdict vessel "
+        "village vinegar violet visit vivid volcano voyage wagon waist wander warm warn wealthy weary "
+        "weather weave wedding whisper whistle wicked widow window winter wisdom wizard wobble wonder "
+        "wooden worry wrinkle yawn yellow young zebra zigzag";
+    std::set<std::string> s;
+    std::string w;
+    for (const char* p = text;; ++p) {
+      if (*p == ' ' || *p == '\0') {
+        if (!w.empty()) s.insert(w);
+        w.clear();
+        if (*p == '\0') break;
+      } else {
+        w.push_back(*p);
+      }
+    }
+    return std::vector<std::string>(s.begin(), s.end());
+  }();
+  return words;
+}
+
+std::vector<std::string> words_from_text(const std::string& text) {
+  std::set<std::string> out;
+  std::u32string u = uni::decode(uni::sanitize(text));
+  size_t i = 0;
+  while (i < u.size()) {
+    while (i < u.size() && uni::py_isspace(u[i])) ++i;
+    size_t b = i;
+    while (i < u.size() && !uni::py_isspace(u[i])) ++i;
+    size_t e = i;
+    while (b < e && !uni::is_word_char(u[b])) ++b;
+    while (e > b && !uni::is_word_char(u[e - 1])) --e;
+    if (b == e) continue;
+    bool letters = true;
+    for (size_t k = b; k < e; ++k) letters &= uni::is_word_char(u[k]) && !uni::is_decimal_digit(u[k]) && u[k] != U'_';
+    if (letters) out.insert(uni::py_lower(uni::encode(u.substr(b, e - b))));
+  }
+  return {out.begin(), out.end()};
+}
+
+}  // namespace lq

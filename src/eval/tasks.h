@@ -4,21 +4,22 @@
 //
 // Determinism: an example is a pure function of (suite, task, target length,
 // language, seed, index) plus the configured data (languages, haystack files,
-// depths): every random choice comes from TaskRng seeded by example_seed()
-// (tasks_rng.h), never from std:: distributions or global state.
+// depths, NoCha/QA files): every random choice comes from TaskRng seeded by
+// example_seed() (tasks_rng.h), never from std:: distributions or global state.
 //
-// Token budget: for each example the generator finds the largest number n of
-// haystack units (sentences) such that
-//     counter.count(input(n), answer_prefix) + task.gen_tokens <= length,
-// where input(n) is the user message with n units and the needles. The search
-// is a bracketed binary search over n, started from an interpolation estimate
-// (per-unit token estimates from counter.count_piece, or bytes calibrated with
-// exact counts), so a 128K example needs a handful of full tokenisations. The
-// recorded token_count is the exact count of the final prompt; it is the
-// PROMPT's count (template + message + answer prefix), so
-// token_count + gen_tokens <= length, and adding one more unit would exceed it
-// (assuming the count grows with n, which holds for BPE tokenizers up to
-// merges across a unit boundary).
+// Token budget: every generated prompt is a function of one integer n, the
+// number of "haystack units" (sentences for NIAH, noise blocks for vt, distinct
+// words for cwe, the Zipf word budget for fwe, distractor documents for qa).
+// For each example the generator finds the largest n such that
+//     counter.count(input(n), answer_prefix) + task.gen_tokens <= length
+// by a bracketed search over n: interpolation from per-unit cost estimates
+// (counter.count_piece, recalibrated against exact counts), then bisection, so
+// a 128K example needs a handful of full tokenisations, never a linear scan.
+// The search always ends with a measured pair (n fits, n + 1 does not), so the
+// recorded token_count (the exact count of the final prompt: chat template +
+// message + answer prefix) satisfies token_count + gen_tokens <= length and
+// one more unit would not fit. Exceptions: a source that runs out (all QA
+// distractors used) -- reported in GenerateReport::notes.
 //
 // Needles are whole sentences inserted between haystack units: a needle at
 // depth d (percent) goes before unit floor(n * d / 100) (d = 100: after the
@@ -35,6 +36,8 @@
 #include <vector>
 
 #include "eval/languages.h"
+#include "eval/scorers.h"
+#include "io/chat_template.h"
 
 namespace lq {
 
@@ -52,6 +55,14 @@ struct PromptCounter {
 // number of whitespace-separated words (+ overhead). Both have count_piece.
 PromptCounter byte_counter(int64_t overhead = 8);
 PromptCounter word_counter(int64_t overhead = 8);
+class Tokenizer;
+// The real counter used by the CLI: the prompt is rendered as one user message
+// with render_chat(fmt, {{"user", message}}, add_generation_prompt = true),
+// the answer prefix is appended, and the whole string is encoded with
+// add_special = false (the template carries the special tokens; ChatFormat::Raw
+// gives the bare text). count_piece encodes a bare piece. Keeps a reference
+// to tok.
+PromptCounter chat_prompt_counter(const Tokenizer& tok, ChatFormat fmt);
 
 struct TaskInfo {
   std::string suite;          // "ruler", "oneruler", "nocha", "qa"
@@ -88,9 +99,13 @@ struct Example {
   std::vector<double> depths;        // needle depths (percent), text order
   std::vector<int64_t> needle_offsets;  // byte offsets of the needles in input
   std::vector<std::string> needles;     // the needle sentences, text order
-  std::vector<std::string> queries;     // asked keys
+  std::vector<std::string> queries;     // asked keys (vt: the value)
   int64_t haystack_units = 0;
   uint64_t seed = 0;         // the user seed
+  // Task-specific fields, written as extra top-level JSONL keys (NoCha:
+  // book_title, pair_index, claim; QA: qa_index, documents, gold_documents).
+  // Reading JSONL puts every unknown key here.
+  nlohmann::json meta = nlohmann::json::object();
 };
 nlohmann::json example_to_json(const Example& e);
 // Reads our JSONL fields, or RULER's own (index, input, outputs, length,
@@ -116,15 +131,41 @@ struct GenerateOptions {
   int64_t first_index = 0;
   DepthSpec depths;
   std::vector<std::string> haystack_files;  // --haystack FILE...: replaces the default haystack
+                                            // (cwe: the word list is taken from these texts)
   std::string haystack;  // "" (task default), "noise", "essay", "files", "book"
+  // nocha: the data directory (claims.json, books.jsonl, prompt file);
+  // qa: the JSONL file (qa.h). n < 0 means every claim / example.
+  std::string data;
+  std::string nocha_prompt = "prompt.txt";  // or prompt_simple.txt
+  // Called after each example (done, total); may be empty.
+  std::function<void(int64_t, int64_t)> progress;
 };
+
+// What a generate call could not do exactly: NoCha claims skipped because
+// their book does not fit, QA examples whose distractor pool ran out.
+struct GenerateReport {
+  int64_t generated = 0;
+  int64_t skipped = 0;                    // examples not produced (NoCha: claims)
+  std::vector<std::string> skipped_books; // NoCha titles that do not fit, sorted
+  std::vector<std::string> notes;         // human-readable, one per event
+  nlohmann::json to_json() const;
+};
+
+// "10,50,90" / "[10, 50, 90]" -> depths in percent; throws lq::Error naming the
+// bad item or a depth outside 0..100.
+std::vector<double> parse_depths(const std::string& s);
 
 // Generates examples first_index .. first_index + n - 1. `langs` must hold
 // the language (LanguageSet::builtin(), plus load_oneruler_dir for
 // --oneruler-data). Throws lq::Error for unknown tasks/languages, tasks not
 // implemented yet, or a length too small for the prompt without haystack.
 std::vector<Example> generate_examples(const GenerateOptions& opt, const LanguageSet& langs,
-                                       const PromptCounter& counter);
+                                       const PromptCounter& counter, GenerateReport* report = nullptr);
+// Example `index` built with exactly `units` haystack units (no fitting): for
+// tests and inspection (e.g. checking that units + 1 exceeds the budget).
+// NoCha has no units (the whole book); `units` is ignored there.
+Example generate_example_at(const GenerateOptions& opt, const LanguageSet& langs, const PromptCounter& counter,
+                            int64_t index, int64_t units);
 // The per-example seed: a hash of (suite, task, length, lang, seed, index).
 uint64_t example_seed(const std::string& suite, const std::string& task, int64_t length, const std::string& lang,
                       uint64_t seed, int64_t index);
@@ -139,13 +180,19 @@ struct FileScore {
   int64_t skipped = 0;      // duplicate index or null prediction (OneRuler's evaluate_jsonl)
   double mean = 0.0;        // mean score in [0,1]
   std::vector<double> scores;  // per scored line, file order
-  nlohmann::json to_json() const;  // {"score", "n", "skipped"}
+  // NoCha lines (task nocha/claims; they need book_title and pair_index):
+  // pair accuracy, which is then the file's "score".
+  std::optional<NochaPairScore> nocha;
+  // {"score", "n", "skipped"} (+ "claim_accuracy", "pairs", "pairs_correct",
+  // "incomplete_pairs" for NoCha)
+  nlohmann::json to_json() const;
 };
 // Scores a JSONL of predictions. Each line needs "outputs" and a prediction in
 // "pred", "prediction", "output" or exactly one "response-*" key; "suite"/"task"
 // and "lang" come from the line when present, else from the defaults
 // (task_id "suite/task"). Lines with a repeated index or a null prediction are
-// skipped, as OneRuler does.
+// skipped, as OneRuler does. NoCha lines are grouped into pairs by
+// (book_title, pair_index) and the score is the pair accuracy.
 FileScore score_predictions_jsonl(const std::string& path, const std::string& default_task_id,
                                   const std::string& default_lang);
 

@@ -14,71 +14,9 @@
 namespace lq {
 
 // ---------------------------------------------------------------------------
-// Bf16Linear
-
-Bf16Linear::Bf16Linear(const uint16_t* w, int64_t out, int64_t in, std::vector<float> bias,
-                       std::vector<uint16_t> owned)
-    : w_(w), out_(out), in_(in), bias_(std::move(bias)), owned_(std::move(owned)) {
-  if (!owned_.empty()) w_ = owned_.data();
-}
-
-void Bf16Linear::forward(const float* X, int64_t M, float* Y, Precision p) const {
-  cpu::matmul_bf16w(X, M, in_, w_, out_, Y, p);
-  if (!bias_.empty()) {
-    for (int64_t m = 0; m < M; ++m) cpu::add_inplace(Y + m * out_, bias_.data(), out_);
-  }
-}
-
-// ---------------------------------------------------------------------------
 // Loading
 
 namespace {
-
-// Reads a float tensor of any float dtype into fp32 values.
-std::vector<float> to_f32(const TensorInfo& t) {
-  const int64_t n = t.numel();
-  std::vector<float> out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    switch (t.dtype) {
-      case DType::BF16: { uint16_t h; std::memcpy(&h, t.data + 2 * i, 2); out[i] = bf16_to_f32(h); break; }
-      case DType::F16: { uint16_t h; std::memcpy(&h, t.data + 2 * i, 2); out[i] = f16_to_f32(h); break; }
-      case DType::F32: std::memcpy(&out[i], t.data + 4 * i, 4); break;
-      default: fail("{}: tensor '{}' has dtype {}, expected a float type", t.file, t.name, dtype_name(t.dtype));
-    }
-  }
-  return out;
-}
-
-// A bf16 view of a weight tensor: the mapped bytes if already bf16, else a converted copy.
-struct Bf16Tensor {
-  const uint16_t* ptr = nullptr;
-  std::vector<uint16_t> owned;
-};
-
-Bf16Tensor bf16_weight(const SafeTensors& st, const std::string& name, std::vector<int64_t> shape) {
-  const TensorInfo& t = st.get(name);
-  if (t.shape != shape) {
-    std::string want = "[";
-    for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
-    want += "]";
-    fail("{}: tensor '{}' has shape {}, expected {} from config.json", t.file, name, t.shape_str(), want);
-  }
-  Bf16Tensor r;
-  if (t.dtype == DType::BF16) {
-    LQ_CHECK(reinterpret_cast<uintptr_t>(t.data) % 2 == 0, "{}: tensor '{}' is not 2-byte aligned", t.file, name);
-    r.ptr = reinterpret_cast<const uint16_t*>(t.data);
-    return r;
-  }
-  if (t.dtype != DType::F16 && t.dtype != DType::F32) {
-    fail("{}: tensor '{}' has dtype {}; the native engine runs BF16/F16/F32 checkpoints "
-         "(quantized checkpoints need their quantization_config)", t.file, name, dtype_name(t.dtype));
-  }
-  std::vector<float> f = to_f32(t);
-  r.owned.resize(f.size());
-  for (size_t i = 0; i < f.size(); ++i) r.owned[i] = f32_to_bf16(f[i]);
-  r.ptr = r.owned.data();
-  return r;
-}
 
 std::vector<uint16_t> bf16_vector(const SafeTensors& st, const std::string& name, int64_t n) {
   Bf16Tensor t = bf16_weight(st, name, {n});
@@ -86,20 +24,6 @@ std::vector<uint16_t> bf16_vector(const SafeTensors& st, const std::string& name
   return std::vector<uint16_t>(t.ptr, t.ptr + n);
 }
 
-std::vector<float> bias_vector(const SafeTensors& st, const std::string& name, int64_t n) {
-  const TensorInfo& t = st.get(name);
-  LQ_CHECK(t.shape == std::vector<int64_t>{n}, "{}: tensor '{}' has shape {}, expected [{}]", t.file, name,
-           t.shape_str(), n);
-  return to_f32(t);
-}
-
-std::unique_ptr<Linear> make_linear(const SafeTensors& st, const std::string& prefix, int64_t out, int64_t in,
-                                    bool bias) {
-  Bf16Tensor w = bf16_weight(st, prefix + ".weight", {out, in});
-  std::vector<float> b;
-  if (bias) b = bias_vector(st, prefix + ".bias", out);
-  return std::make_unique<Bf16Linear>(w.ptr, out, in, std::move(b), std::move(w.owned));
-}
 
 }  // namespace
 
@@ -119,19 +43,19 @@ std::unique_ptr<Model> Model::load(const std::string& dir) {
   if (c.tie_word_embeddings && !st.has("lm_head.weight")) {
     m->lm_head_ = std::make_unique<Bf16Linear>(m->embed_, c.vocab_size, H, std::vector<float>{});
   } else {
-    m->lm_head_ = make_linear(st, "lm_head", c.vocab_size, H, false);
+    m->lm_head_ = load_linear(st, c, "lm_head", c.vocab_size, H, false);
   }
   m->layers_.resize(size_t(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i);
     LayerWeights& L = m->layers_[size_t(i)];
-    L.q = make_linear(st, p + ".self_attn.q_proj", c.q_dim(), H, c.attention_bias);
-    L.k = make_linear(st, p + ".self_attn.k_proj", c.kv_dim(), H, c.attention_bias);
-    L.v = make_linear(st, p + ".self_attn.v_proj", c.kv_dim(), H, c.attention_bias);
-    L.o = make_linear(st, p + ".self_attn.o_proj", H, c.q_dim(), c.o_bias);
-    L.gate = make_linear(st, p + ".mlp.gate_proj", c.intermediate_size, H, c.mlp_bias);
-    L.up = make_linear(st, p + ".mlp.up_proj", c.intermediate_size, H, c.mlp_bias);
-    L.down = make_linear(st, p + ".mlp.down_proj", H, c.intermediate_size, c.mlp_bias);
+    L.q = load_linear(st, c, p + ".self_attn.q_proj", c.q_dim(), H, c.attention_bias);
+    L.k = load_linear(st, c, p + ".self_attn.k_proj", c.kv_dim(), H, c.attention_bias);
+    L.v = load_linear(st, c, p + ".self_attn.v_proj", c.kv_dim(), H, c.attention_bias);
+    L.o = load_linear(st, c, p + ".self_attn.o_proj", H, c.q_dim(), c.o_bias);
+    L.gate = load_linear(st, c, p + ".mlp.gate_proj", c.intermediate_size, H, c.mlp_bias);
+    L.up = load_linear(st, c, p + ".mlp.up_proj", c.intermediate_size, H, c.mlp_bias);
+    L.down = load_linear(st, c, p + ".mlp.down_proj", H, c.intermediate_size, c.mlp_bias);
     L.attn_norm = bf16_vector(st, p + ".input_layernorm.weight", H);
     L.mlp_norm = bf16_vector(st, p + ".post_attention_layernorm.weight", H);
   }

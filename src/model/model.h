@@ -16,40 +16,9 @@
 #include "core/precision.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "quant/linear.h"
 
 namespace lq {
-
-// A linear layer y = x W^T (+ b). W is [out, in]. Implementations per weight
-// family (bf16 here; quantized families plug in the same way).
-class Linear {
- public:
-  virtual ~Linear() = default;
-  virtual int64_t in_features() const = 0;
-  virtual int64_t out_features() const = 0;
-  // X: [M, in] fp32, Y: [M, out] fp32.
-  virtual void forward(const float* X, int64_t M, float* Y, Precision p) const = 0;
-  // Bytes of weight data streamed by one forward (for bandwidth accounting).
-  virtual int64_t weight_bytes() const = 0;
-};
-
-// bf16 weight [out, in], pointing into the mapped checkpoint (or into `owned`
-// when the checkpoint stores another float type and it had to be converted).
-class Bf16Linear : public Linear {
- public:
-  Bf16Linear(const uint16_t* w, int64_t out, int64_t in, std::vector<float> bias,
-             std::vector<uint16_t> owned = {});
-  int64_t in_features() const override { return in_; }
-  int64_t out_features() const override { return out_; }
-  void forward(const float* X, int64_t M, float* Y, Precision p) const override;
-  int64_t weight_bytes() const override { return out_ * in_ * 2; }
-  const uint16_t* data() const { return w_; }
-
- private:
-  const uint16_t* w_;
-  int64_t out_, in_;
-  std::vector<float> bias_;
-  std::vector<uint16_t> owned_;
-};
 
 struct LayerWeights {
   std::unique_ptr<Linear> q, k, v, o, gate, up, down;

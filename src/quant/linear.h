@@ -1,0 +1,69 @@
+// quant/linear.h: linear layers, one implementation per weight family.
+//
+// y = x W^T (+ b), W is [out, in] as Hugging Face stores it. The model layer only
+// sees this interface; the weight family (bf16 here; affine int groups, NF4 and
+// FP8 in quantized checkpoints) decides the kernels.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/precision.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+
+namespace lq {
+
+// A linear layer y = x W^T (+ b). W is [out, in]. Implementations per weight
+// family (bf16 here; quantized families plug in the same way).
+class Linear {
+ public:
+  virtual ~Linear() = default;
+  virtual int64_t in_features() const = 0;
+  virtual int64_t out_features() const = 0;
+  // X: [M, in] fp32, Y: [M, out] fp32.
+  virtual void forward(const float* X, int64_t M, float* Y, Precision p) const = 0;
+  // Bytes of weight data streamed by one forward (for bandwidth accounting).
+  virtual int64_t weight_bytes() const = 0;
+};
+
+// bf16 weight [out, in], pointing into the mapped checkpoint (or into `owned`
+// when the checkpoint stores another float type and it had to be converted).
+class Bf16Linear : public Linear {
+ public:
+  Bf16Linear(const uint16_t* w, int64_t out, int64_t in, std::vector<float> bias,
+             std::vector<uint16_t> owned = {});
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
+  void forward(const float* X, int64_t M, float* Y, Precision p) const override;
+  int64_t weight_bytes() const override { return out_ * in_ * 2; }
+  const uint16_t* data() const { return w_; }
+
+ private:
+  const uint16_t* w_;
+  int64_t out_, in_;
+  std::vector<float> bias_;
+  std::vector<uint16_t> owned_;
+};
+
+// Builds the linear layer `prefix` (e.g. "model.layers.0.self_attn.q_proj") of
+// shape [out, in] from a checkpoint: bf16/f16/f32 weights here, quantized formats
+// according to the config's quantization_config. Checks every tensor's dtype and
+// shape and names file and tensor on error.
+std::unique_ptr<Linear> load_linear(const SafeTensors& st, const ModelConfig& cfg, const std::string& prefix,
+                                    int64_t out, int64_t in, bool bias);
+
+// Float tensor (BF16/F16/F32) as fp32 values; throws naming the tensor otherwise.
+std::vector<float> tensor_to_f32(const TensorInfo& t);
+
+// A bf16 view of a float weight tensor of the given shape: the mapped bytes if the
+// checkpoint stores bf16, else a converted copy in `owned`.
+struct Bf16Tensor {
+  const uint16_t* ptr = nullptr;
+  std::vector<uint16_t> owned;
+};
+Bf16Tensor bf16_weight(const SafeTensors& st, const std::string& name, const std::vector<int64_t>& shape);
+
+}  // namespace lq

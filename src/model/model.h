@@ -100,6 +100,8 @@ class Session {
   // as positions are written: resident memory follows the sequence length.
   std::vector<std::unique_ptr<float[]>> kf_, vf_;
   std::vector<std::unique_ptr<uint16_t[]>> kb_, vb_;
+  // Activation scratch, reused across chunks (sized by the largest chunk seen).
+  std::vector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_;
 };
 
 }  // namespace lq

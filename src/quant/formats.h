@@ -6,6 +6,13 @@
 // these are the reference semantics: dequantize() defines the weight's value.
 //
 // All weights are logically W[out][in] (Hugging Face's [N, K]).
+//
+// Reference numerics (fp32, exactly as dequantize() below computes them; every
+// kernel is tested against these values):
+//   affine: W = scale * (float(q) - zero)      (q - zero is exact; one fp32 rounding)
+//   NF4:    W = NF4_CODE[nibble] * absmax       (one fp32 rounding; absmax decoded as
+//           DYN[absmax_q] * nested_absmax + offset, two fp32 roundings, as bitsandbytes)
+//   FP8:    W = fp8_to_f32(code) * scale        (one fp32 rounding)
 #pragma once
 
 #include <cstdint>
@@ -59,5 +66,24 @@ struct Fp8Weight {
   bool per_channel = true;
   std::optional<float> input_scale;   // static activation scale; nullopt = dynamic per token
 };
+
+// ---- Reference semantics (implemented in affine.cc / nf4.cc / fp8.cc) ----------
+
+// Checks sizes, code ranges and finiteness; throws lq::Error naming `what`
+// (e.g. "model.layers.0.mlp.up_proj") and the offending field.
+void validate(const AffineGroups& w, const std::string& what);
+void validate(const Nf4Blocks& w, const std::string& what);
+void validate(const Fp8Weight& w, const std::string& what);
+
+// W[out][in] as fp32, by the formulas at the top of this file.
+std::vector<float> dequantize(const AffineGroups& w);
+std::vector<float> dequantize(const Nf4Blocks& w);
+std::vector<float> dequantize(const Fp8Weight& w);
+
+// One weight value, identical to dequantize()[n * in + k].
+inline float affine_value(const AffineGroups& w, int64_t n, int64_t k) {
+  const size_t gi = size_t(w.group_of(k)) * size_t(w.out) + size_t(n);
+  return w.scales[gi] * (float(w.q[size_t(n * w.in + k)]) - w.zeros[gi]);
+}
 
 }  // namespace lq::quant

@@ -15,6 +15,7 @@ PKGS=(
   libcpp-httplib-dev     # HTTP (serve / endpoint backend)
   libutf8proc-dev        # Unicode normalisation (NFC / NFKC)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests and benchmarks
+  chromium               # the report test renders report.html headless
 )
 
 SUDO=""

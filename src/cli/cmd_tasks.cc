@@ -107,7 +107,7 @@ void cmd_generate(CLI::App* parent) {
   add_threads_option(cmd, &threads);
   cmd->callback([] {
     apply_threads(threads);
-    GenerateOptions o;
+    TaskOptions o;
     o.suite = suite;
     o.task = task;
     o.lang = lang;

@@ -27,6 +27,10 @@ int64_t current_rss_bytes();
 // "Intel(R) Xeon(R) ..." from /proc/cpuinfo.
 std::string cpu_model_name();
 
-void register_engine_commands(CLI::App& app);
+void register_engine_commands(CLI::App& app);   // info tokenize logits generate bench synth
+void register_quant_commands(CLI::App& app);    // quantize divergence
+void register_tasks_commands(CLI::App& app);    // tasks list|generate|score
+void register_eval_commands(CLI::App& app);     // eval
+void register_results_commands(CLI::App& app);  // results, report
 
 }  // namespace lq::cli

@@ -13,6 +13,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(LQ_VERSION) + " (" + LQ_GIT_HASH + ")");
   app.require_subcommand(1);
   lq::cli::register_engine_commands(app);
+  lq::cli::register_quant_commands(app);
+  lq::cli::register_tasks_commands(app);
+  lq::cli::register_eval_commands(app);
+  lq::cli::register_results_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -93,6 +93,21 @@ std::string dir_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
+bool file_exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+// Percent-encodes the characters that end or escape a URI path.
+std::string uri_escape(const std::string& p) {
+  std::string o;
+  for (unsigned char c : p) {
+    if (c == '%' || c == '?' || c == '#' || c < 0x20 || c == 0x7f) o += fmt::format("%{:02X}", c);
+    else o += char(c);
+  }
+  return o;
+}
+
 // A prepared statement bound to the database's path for error messages.
 class Stmt {
  public:
@@ -311,8 +326,23 @@ std::unique_ptr<ResultsDb> ResultsDb::open(const std::string& path, Mode mode) {
 
   std::unique_ptr<ResultsDb> self(new ResultsDb());
   self->path_ = path;
-  const int flags = mode == Mode::ReadWrite ? (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) : SQLITE_OPEN_READONLY;
-  const int rc = sqlite3_open_v2(path.c_str(), &self->db_, flags, nullptr);
+  int flags = mode == Mode::ReadWrite ? (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) : SQLITE_OPEN_READONLY;
+  std::string target = path;
+  if (mode == Mode::ReadOnly && ::access(dir.c_str(), W_OK | X_OK) != 0 && !file_exists(path + "-shm")) {
+    // A WAL database needs its -shm file even to read; in a directory we
+    // cannot write, SQLite cannot create it. Without a -wal file (the last
+    // writer closed cleanly, so every commit is in the main file, and no
+    // writer can be active here) the file can be read as immutable.
+    struct stat ws {};
+    LQ_CHECK(::stat((path + "-wal").c_str(), &ws) != 0 || ws.st_size == 0,
+             "cannot read results database {}: it has a write-ahead log {}-wal (a writer is active or was killed) "
+             "but directory {} is not writable, so SQLite cannot create {}-shm; copy the three files to a writable "
+             "directory",
+             path, path, dir, path);
+    target = "file:" + uri_escape(path) + "?immutable=1";
+    flags |= SQLITE_OPEN_URI;
+  }
+  const int rc = sqlite3_open_v2(target.c_str(), &self->db_, flags, nullptr);
   if (rc != SQLITE_OK) {
     const std::string m = self->db_ ? sqlite3_errmsg(self->db_) : sqlite3_errstr(rc);
     fail("cannot open results database {}: {}", path, m);

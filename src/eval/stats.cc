@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/threads.h"
 
 namespace lq {
 
@@ -233,6 +234,15 @@ StudyStats compute_study_stats(const std::vector<VariantDef>& variants, const st
   const size_t bi = vindex[baseline];
   // Paired variant means, for the averages: (variant index, cell) -> variant mean over the pairs.
   std::map<std::pair<size_t, size_t>, double> paired_variant_score;
+  // Cells whose bootstrap runs after the serial pass (in parallel; each cell
+  // has its own seed, so the intervals do not depend on the thread count).
+  struct BootJob {
+    size_t cell;
+    std::vector<double> base, var;
+  };
+  std::vector<BootJob> boot;
+  LQ_CHECK(opt.resamples >= 1, "bootstrap resamples must be >= 1, got {}", opt.resamples);
+  LQ_CHECK(opt.level > 0.0 && opt.level < 1.0, "bootstrap level must be in (0, 1), got {}", opt.level);
   for (size_t vi = 0; vi < variants.size(); ++vi) {
     for (const auto& [id, cd] : data[vi]) {
       CellStats c;
@@ -269,10 +279,6 @@ StudyStats compute_study_stats(const std::vector<VariantDef>& variants, const st
             }
             c.base_score = bs / double(base.size());
             c.drop_pp = mean_drop_pp(base, var);
-            BootstrapOptions o = opt;
-            o.seed = cell_seed(opt.seed, c.variant, c.task_id(), c.length, c.lang);
-            c.ci = paired_bootstrap_drop_ci(base, var, o);
-            c.significant = c.ci->excludes_zero();
             if (c.binary) {
               for (size_t i = 0; i < base.size(); ++i) {
                 if (base[i] == 1.0 && var[i] == 0.0) ++c.mcnemar_b;
@@ -281,12 +287,24 @@ StudyStats compute_study_stats(const std::vector<VariantDef>& variants, const st
               c.p_value = mcnemar_exact_p(c.mcnemar_b, c.mcnemar_c);
             }
             paired_variant_score[{vi, st.cells.size()}] = vs / double(var.size());
+            boot.push_back({st.cells.size(), std::move(base), std::move(var)});
           }
         }
       }
       st.cells.push_back(std::move(c));
     }
   }
+
+  // Inputs were validated above, so nothing throws inside the parallel region.
+  parallel_for(int64_t(boot.size()), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      CellStats& c = st.cells[boot[size_t(b)].cell];
+      BootstrapOptions o = opt;
+      o.seed = cell_seed(opt.seed, c.variant, c.task_id(), c.length, c.lang);
+      c.ci = paired_bootstrap_drop_ci(boot[size_t(b)].base, boot[size_t(b)].var, o);
+      c.significant = c.ci->excludes_zero();
+    }
+  });
 
   // ---- averages ----
   // Value of cell ci of variant vi for the averages, if it takes part.

@@ -516,7 +516,7 @@ NiahConfig niah_config(const std::string& suite, const std::string& task) {
 constexpr uint64_t kEssaySeed = 0x5EED0E55A7ull;  // the generated essay is the same for every example
 
 // The shared (per generate call) haystack for a NIAH task.
-std::unique_ptr<Haystack> shared_haystack(const GenerateOptions& opt, const NiahConfig& c, const LanguagePack& pack) {
+std::unique_ptr<Haystack> shared_haystack(const TaskOptions& opt, const NiahConfig& c, const LanguagePack& pack) {
   std::string joiner = pack.no_spaces ? "" : " ";
   std::string kind = opt.haystack;
   if (!opt.haystack_files.empty()) kind = "files";
@@ -546,7 +546,7 @@ std::unique_ptr<Haystack> shared_haystack(const GenerateOptions& opt, const Niah
   fail("unknown haystack kind '{}' (noise, essay, book, files)", kind);
 }
 
-std::shared_ptr<Plan> plan_ruler_niah(const GenerateOptions& opt, const NiahConfig& c, int64_t index, TaskRng& rng,
+std::shared_ptr<Plan> plan_ruler_niah(const TaskOptions& opt, const NiahConfig& c, int64_t index, TaskRng& rng,
                                       const Haystack* shared, uint64_t ex_seed) {
   auto pp = std::make_shared<Plan>();
   Plan& p = *pp;
@@ -606,7 +606,7 @@ std::shared_ptr<Plan> plan_ruler_niah(const GenerateOptions& opt, const NiahConf
   return pp;
 }
 
-std::shared_ptr<Plan> plan_oneruler_niah(const GenerateOptions& opt, const NiahConfig& c, const LanguagePack& pack,
+std::shared_ptr<Plan> plan_oneruler_niah(const TaskOptions& opt, const NiahConfig& c, const LanguagePack& pack,
                                          int64_t index, TaskRng& rng, const Haystack* shared) {
   auto pp = std::make_shared<Plan>();
   Plan& p = *pp;
@@ -692,7 +692,7 @@ std::vector<std::string> vt_chain(const std::vector<std::string>& vars, const st
   return chain;
 }
 
-std::shared_ptr<Plan> plan_ruler_vt(const GenerateOptions& opt, int64_t index, TaskRng& rng, const Haystack* noise) {
+std::shared_ptr<Plan> plan_ruler_vt(const TaskOptions& opt, int64_t index, TaskRng& rng, const Haystack* noise) {
   constexpr int kHops = 4;
   auto pp = std::make_shared<Plan>();
   Plan& p = *pp;
@@ -750,6 +750,7 @@ struct CweWords {
   std::shared_ptr<const std::set<std::string>> vocab_set;
   std::vector<uint32_t> perm;
   size_t singles = 0;  // perm[0..singles) are the single words of the task
+  size_t parts_begin = 0;  // compounds use perm[parts_begin..singles) (never a common word)
   std::vector<std::string> seq;  // words in order, extended lazily
   uint64_t compound = 0;
 
@@ -759,10 +760,10 @@ struct CweWords {
         seq.push_back((*vocab)[perm[seq.size()]]);
         continue;
       }
+      const uint64_t m = singles - parts_begin;
       for (;;) {
-        LQ_CHECK(compound < uint64_t(singles) * singles, "cwe: ran out of distinct words ({} words, {} compounds)",
-                 singles, uint64_t(singles) * singles);
-        uint64_t a = compound % singles, b = compound / singles;
+        LQ_CHECK(compound < m * m, "cwe: ran out of distinct words ({} words and their compounds)", singles);
+        uint64_t a = parts_begin + compound % m, b = parts_begin + compound / m;
         ++compound;
         if (a == b) continue;
         std::string w = (*vocab)[perm[a]] + "-" + (*vocab)[perm[b]];
@@ -822,8 +823,9 @@ Instance cwe_instance(const std::string& suite, const std::string& task, const L
   for (size_t i = 0; i < vocab->size(); ++i) words->perm[i] = static_cast<uint32_t>(i);
   rng.shuffle(words->perm);
   words->singles = vocab->size() - static_cast<size_t>(fs_words);
+  words->parts_begin = kNumCw;
 
-  std::string head, tail, prefix;
+  std::string head, tail, prefix, tmpl;  // RULER: head + list + tail; OneRuler: tmpl
   if (ruler) {
     const std::string intro =
         "Below is a numbered list of words. In these words, some appear more often than others. Memorize the ones "
@@ -837,11 +839,13 @@ Instance cwe_instance(const std::string& suite, const std::string& task, const L
     head = intro + fs_ctx + question + prefix + " " + numbered_list(fs_common) + "\n" + intro;
     tail = question;
   } else {
+    // OneRuler: template.format(context=list, query=''), which fills EVERY
+    // {context} (prompt/vi/cwe.txt has two, so the list appears twice).
     LQ_CHECK(!pack.cwe_template.empty(), "language '{}' has no CWE prompt (prompt/{}/cwe.txt)", pack.code, pack.code);
-    size_t at = pack.cwe_template.find("{context}");
-    LQ_CHECK(at != std::string::npos, "language '{}': the CWE prompt has no {{context}}", pack.code);
-    head = format_template(pack.cwe_template.substr(0, at), {{"query", ""}});
-    tail = format_template(pack.cwe_template.substr(at + 9), {{"query", ""}});
+    LQ_CHECK(pack.cwe_template.find("{context}") != std::string::npos,
+             "language '{}': the CWE prompt has no {{context}}", pack.code);
+    tmpl = pack.cwe_template;
+    format_template(tmpl, {{"context", ""}, {"query", ""}});  // validates the fields now
   }
   Instance in;
   in.answer_prefix = prefix;
@@ -854,12 +858,14 @@ Instance cwe_instance(const std::string& suite, const std::string& task, const L
   });
   in.weight = [W](int64_t n) { return (*W)(n); };
   in.initial_ratio = 0.3;
-  in.build = [words, head, tail, rc, ru, ex_seed](int64_t n) {
+  in.build = [words, head, tail, tmpl, rc, ru, ex_seed](int64_t n) {
+    if (n > 0) words->word(n - 1);  // extend first: word() may reallocate the sequence
     std::vector<const std::string*> ws;
-    for (int64_t k = 0; k < n; ++k) ws.push_back(&words->word(k));
+    for (int64_t k = 0; k < n; ++k) ws.push_back(&words->seq[static_cast<size_t>(k)]);
+    std::string list =
+        numbered_list(cwe_entries(ws, kNumCw, rc, ru, TaskRng(mix64(ex_seed ^ 0xC3E0ull, uint64_t(n)))));
     Built b;
-    b.input = head + numbered_list(cwe_entries(ws, kNumCw, rc, ru, TaskRng(mix64(ex_seed ^ 0xC3E0ull, uint64_t(n))))) +
-              tail;
+    b.input = tmpl.empty() ? head + list + tail : format_template(tmpl, {{"context", list}, {"query", ""}});
     return b;
   };
   return in;
@@ -1001,7 +1007,7 @@ Instance qa_instance(const std::vector<QaItem>& items, const std::vector<std::st
 
 // Vocabulary for cwe: OneRuler's dictionary rule where the language has one,
 // words of --haystack files, else the built-in English list (English only).
-std::vector<std::string> cwe_vocabulary(const GenerateOptions& opt, const LanguagePack& pack) {
+std::vector<std::string> cwe_vocabulary(const TaskOptions& opt, const LanguagePack& pack) {
   if (!opt.haystack_files.empty()) {
     LQ_CHECK(!pack.no_spaces, "cwe: words cannot be split from --haystack text in '{}' (no spaces); use "
              "--oneruler-data for its dictionary", pack.code);
@@ -1019,12 +1025,28 @@ std::vector<std::string> cwe_vocabulary(const GenerateOptions& opt, const Langua
   LQ_CHECK(pack.code == "en",
            "cwe: language '{}' has no word list; pass --oneruler-data DIR (vocab/dictionaries) or --haystack FILE",
            pack.code);
-  return builtin_english_words();
+  // English: the built-in list, plus (with OneRuler's data) the lower-case
+  // ASCII words of 3..14 letters of the English books, standing in for the
+  // `wonderwords` lists RULER and OneRuler use.
+  std::set<std::string> all(builtin_english_words().begin(), builtin_english_words().end());
+  for (const auto& f : pack.book_files) {
+    std::ifstream in(f, std::ios::binary);
+    LQ_CHECK(in.good(), "cwe: cannot open '{}'", f);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    for (auto& w : words_from_text(ss.str())) {
+      bool ascii = w.size() >= 3 && w.size() <= 14 &&
+                   std::all_of(w.begin(), w.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+      if (ascii) all.insert(std::move(w));
+    }
+  }
+  return {all.begin(), all.end()};
 }
 
-class Generator {
- public:
-  Generator(const GenerateOptions& opt, const LanguageSet& langs, const PromptCounter& counter)
+}  // namespace
+
+struct TaskGenerator::Impl {
+  Impl(const TaskOptions& opt, const LanguageSet& langs, const PromptCounter& counter)
       : opt_(opt), counter_(counter), info_(find_task(opt.suite, opt.task)) {
     LQ_CHECK(static_cast<bool>(counter.count), "generate_examples: the prompt counter has no count function");
     LQ_CHECK(info_.implemented, "task {} has no generator in this build yet", info_.id());
@@ -1136,7 +1158,6 @@ class Generator {
     return e;
   }
 
- private:
   enum class Kind { Niah, Vt, Cwe, Fwe, Qa, Nocha };
 
   std::optional<Example> make_nocha(Example e, bool fit, GenerateReport* rep) {
@@ -1178,7 +1199,7 @@ class Generator {
     return e;
   }
 
-  const GenerateOptions& opt_;
+  const TaskOptions& opt_;
   const PromptCounter& counter_;
   const TaskInfo& info_;
   const LanguagePack* pack_ = nullptr;
@@ -1194,11 +1215,23 @@ class Generator {
   std::vector<std::string> qa_pool_;
 };
 
-}  // namespace
+TaskGenerator::TaskGenerator(const TaskOptions& opt, const LanguageSet& langs, const PromptCounter& counter)
+    : impl_(std::make_unique<Impl>(opt, langs, counter)) {}
+TaskGenerator::~TaskGenerator() = default;
+int64_t TaskGenerator::available() const { return impl_->available(); }
+std::optional<Example> TaskGenerator::fitted(int64_t index, GenerateReport* report) {
+  LQ_CHECK(index >= 0, "example index must be >= 0 (got {})", index);
+  return impl_->make(index, -1, report);
+}
+Example TaskGenerator::at_units(int64_t index, int64_t units) {
+  LQ_CHECK(index >= 0, "example index must be >= 0 (got {})", index);
+  LQ_CHECK(units >= 0, "units must be >= 0 (got {})", units);
+  return *impl_->make(index, units, nullptr);
+}
 
-std::vector<Example> generate_examples(const GenerateOptions& opt, const LanguageSet& langs,
+std::vector<Example> generate_examples(const TaskOptions& opt, const LanguageSet& langs,
                                        const PromptCounter& counter, GenerateReport* report) {
-  Generator g(opt, langs, counter);
+  TaskGenerator g(opt, langs, counter);
   int64_t n = opt.n;
   const int64_t avail = g.available();
   if (avail >= 0) {
@@ -1209,7 +1242,7 @@ std::vector<Example> generate_examples(const GenerateOptions& opt, const Languag
   LQ_CHECK(n >= 0, "n must be >= 0 (got {}; n < 0 means 'all' only for nocha and qa)", opt.n);
   std::vector<Example> out;
   for (int64_t i = opt.first_index; i < opt.first_index + n; ++i) {
-    auto e = g.make(i, -1, report);
+    auto e = g.fitted(i, report);
     if (e) out.push_back(std::move(*e));
     if (opt.progress) opt.progress(i - opt.first_index + 1, n);
   }
@@ -1217,11 +1250,10 @@ std::vector<Example> generate_examples(const GenerateOptions& opt, const Languag
   return out;
 }
 
-Example generate_example_at(const GenerateOptions& opt, const LanguageSet& langs, const PromptCounter& counter,
+Example generate_example_at(const TaskOptions& opt, const LanguageSet& langs, const PromptCounter& counter,
                             int64_t index, int64_t units) {
-  LQ_CHECK(units >= 0, "units must be >= 0 (got {})", units);
-  Generator g(opt, langs, counter);
-  return *g.make(index, units, nullptr);
+  TaskGenerator g(opt, langs, counter);
+  return g.at_units(index, units);
 }
 
 PromptCounter chat_prompt_counter(const Tokenizer& tok, ChatFormat fmt) {

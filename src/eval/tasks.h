@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -123,7 +124,7 @@ struct DepthSpec {
   int grid = 40;
 };
 
-struct GenerateOptions {
+struct TaskOptions {
   std::string suite = "ruler", task = "niah_single_1", lang = "en";
   int64_t length = 8192;
   int64_t n = 1;
@@ -140,6 +141,12 @@ struct GenerateOptions {
   // Called after each example (done, total); may be empty.
   std::function<void(int64_t, int64_t)> progress;
 };
+
+// Transitional alias for callers written before the rename (src/eval/runner.cc).
+// The struct was called GenerateOptions, which clashed with lq::GenerateOptions
+// of model/generate.h (an ODR violation that crashed the CLI); use TaskOptions.
+// A TU that includes both headers must not use this alias.
+using GenerateOptions = TaskOptions;
 
 // What a generate call could not do exactly: NoCha claims skipped because
 // their book does not fit, QA examples whose distractor pool ran out.
@@ -159,13 +166,37 @@ std::vector<double> parse_depths(const std::string& s);
 // the language (LanguageSet::builtin(), plus load_oneruler_dir for
 // --oneruler-data). Throws lq::Error for unknown tasks/languages, tasks not
 // implemented yet, or a length too small for the prompt without haystack.
-std::vector<Example> generate_examples(const GenerateOptions& opt, const LanguageSet& langs,
+std::vector<Example> generate_examples(const TaskOptions& opt, const LanguageSet& langs,
                                        const PromptCounter& counter, GenerateReport* report = nullptr);
 // Example `index` built with exactly `units` haystack units (no fitting): for
 // tests and inspection (e.g. checking that units + 1 exceeds the budget).
 // NoCha has no units (the whole book); `units` is ignored there.
-Example generate_example_at(const GenerateOptions& opt, const LanguageSet& langs, const PromptCounter& counter,
+Example generate_example_at(const TaskOptions& opt, const LanguageSet& langs, const PromptCounter& counter,
                             int64_t index, int64_t units);
+
+// The generator behind both functions above, for callers that build many
+// examples of one configuration (it loads haystacks, word lists and data
+// once). `opt`, `langs` and `counter` must outlive it.
+class TaskGenerator {
+ public:
+  TaskGenerator(const TaskOptions& opt, const LanguageSet& langs, const PromptCounter& counter);
+  ~TaskGenerator();
+  TaskGenerator(const TaskGenerator&) = delete;
+  TaskGenerator& operator=(const TaskGenerator&) = delete;
+  // Examples the data holds (NoCha claims, QA lines), or -1 when unbounded.
+  int64_t available() const;
+  // Example `index` fitted to the budget; nullopt when it cannot be built
+  // within the budget and the task skips such examples (NoCha), which is
+  // recorded in `report`.
+  std::optional<Example> fitted(int64_t index, GenerateReport* report = nullptr);
+  // Example `index` with exactly `units` haystack units (throws when units is
+  // outside the task's range, e.g. more QA distractors than exist).
+  Example at_units(int64_t index, int64_t units);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 // The per-example seed: a hash of (suite, task, length, lang, seed, index).
 uint64_t example_seed(const std::string& suite, const std::string& task, int64_t length, const std::string& lang,
                       uint64_t seed, int64_t index);

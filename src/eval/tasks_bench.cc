@@ -17,14 +17,10 @@ void generate_128k(benchmark::State& state, const char* suite, const char* task)
     return;
   }
   lq::Tokenizer tok = lq::Tokenizer::load(shared + "/tokenizers/llama3");
-  lq::PromptCounter c;
-  c.count = [&tok](const std::string& m, const std::string& a) {
-    return static_cast<int64_t>(tok.encode(lq::render_chat(lq::ChatFormat::Llama3, {{"user", m}}, true) + a).size());
-  };
-  c.count_piece = [&tok](const std::string& t) { return static_cast<int64_t>(tok.encode(t).size()); };
+  lq::PromptCounter c = lq::chat_prompt_counter(tok, lq::ChatFormat::Llama3);
   auto langs = lq::LanguageSet::builtin();
   langs.load_oneruler_dir(shared + "/data/oneruler");
-  lq::GenerateOptions o;
+  lq::TaskOptions o;
   o.suite = suite;
   o.task = task;
   o.lang = "en";
@@ -37,6 +33,11 @@ void generate_128k(benchmark::State& state, const char* suite, const char* task)
 BENCHMARK_CAPTURE(generate_128k, oneruler_niah_single_en, "oneruler", "niah_single")
     ->Arg(50)->Unit(benchmark::kSecond)->Iterations(1);
 BENCHMARK_CAPTURE(generate_128k, ruler_niah_multikey_2, "ruler", "niah_multikey_2")
+    ->Arg(50)->Unit(benchmark::kSecond)->Iterations(1);
+BENCHMARK_CAPTURE(generate_128k, ruler_vt, "ruler", "vt")->Arg(50)->Unit(benchmark::kSecond)->Iterations(1);
+BENCHMARK_CAPTURE(generate_128k, ruler_cwe, "ruler", "cwe")->Arg(50)->Unit(benchmark::kSecond)->Iterations(1);
+BENCHMARK_CAPTURE(generate_128k, ruler_fwe, "ruler", "fwe")->Arg(50)->Unit(benchmark::kSecond)->Iterations(1);
+BENCHMARK_CAPTURE(generate_128k, oneruler_cwe_easy_en, "oneruler", "cwe_easy")
     ->Arg(50)->Unit(benchmark::kSecond)->Iterations(1);
 
 }  // namespace

@@ -126,7 +126,7 @@ TEST(Tasks, RulerNiahAllTasksFitBudget) {
   for (const char* task : {"niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1",
                            "niah_multikey_2", "niah_multikey_3", "niah_multivalue", "niah_multiquery"}) {
     for (int64_t len : {1024, 4096, 16384}) {
-      GenerateOptions o;
+      TaskOptions o;
       o.suite = "ruler";
       o.task = task;
       o.length = len;
@@ -158,7 +158,7 @@ TEST(Tasks, RulerNiahAllTasksFitBudget) {
 
 TEST(Tasks, ReproducibleAndSeedSensitive) {
   auto langs = LanguageSet::builtin();
-  GenerateOptions o;
+  TaskOptions o;
   o.task = "niah_multikey_2";
   o.length = 2048;
   o.n = 4;
@@ -167,7 +167,7 @@ TEST(Tasks, ReproducibleAndSeedSensitive) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(example_to_json(a[i]).dump(), example_to_json(b[i]).dump());
   // One example alone (first_index) equals the same index of a batch.
-  GenerateOptions one = o;
+  TaskOptions one = o;
   one.first_index = 2;
   one.n = 1;
   EXPECT_EQ(example_to_json(generate_examples(one, langs, word_counter())[0]).dump(), example_to_json(a[2]).dump());
@@ -179,7 +179,7 @@ TEST(Tasks, ReproducibleAndSeedSensitive) {
 
 TEST(Tasks, ExplicitDepthsArePlacedExactly) {
   auto langs = LanguageSet::builtin();
-  GenerateOptions o;
+  TaskOptions o;
   o.task = "niah_single_2";
   o.length = 4096;
   o.n = 3;
@@ -211,7 +211,7 @@ TEST(Tasks, OneRulerBuiltinLanguages) {
   auto langs = LanguageSet::builtin();
   for (const std::string lang : {"en", "de", "pl", "ru", "zh", "ja"}) {
     for (const char* task : {"niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "niah_none"}) {
-      GenerateOptions o;
+      TaskOptions o;
       o.suite = "oneruler";
       o.task = task;
       o.lang = lang;
@@ -249,7 +249,7 @@ TEST(Tasks, HaystackFilesAndErrors) {
     f << "Erster Satz hier. Zweiter Satz dort! Dritter?\n";
   }
   auto langs = LanguageSet::builtin();
-  GenerateOptions o;
+  TaskOptions o;
   o.suite = "oneruler";
   o.task = "niah_single";
   o.lang = "de";
@@ -270,12 +270,15 @@ TEST(Tasks, HaystackFilesAndErrors) {
   o.lang = "de";
   o.suite = "ruler";
   o.task = "vt";
-  EXPECT_THROW(generate_examples(o, langs, byte_counter()), Error);  // not implemented yet
+  EXPECT_THROW(generate_examples(o, langs, byte_counter()), Error);  // RULER is English only
+  o.lang = "en";
+  o.task = "nope";
+  EXPECT_THROW(generate_examples(o, langs, byte_counter()), Error);  // unknown task
 }
 
 TEST(Tasks, JsonlRoundTripAndRulerImport) {
   auto langs = LanguageSet::builtin();
-  GenerateOptions o;
+  TaskOptions o;
   o.task = "niah_multivalue";
   o.length = 1500;
   o.n = 2;
@@ -337,7 +340,7 @@ TEST(TasksShared, OneRulerAll26LanguagesGenerate) {
     EXPECT_FALSE(pack.book_files.empty()) << lang;
     EXPECT_TRUE(oneruler_has_language(lang)) << lang;
     for (const char* task : {"niah_single", "niah_none"}) {
-      GenerateOptions o;
+      TaskOptions o;
       o.suite = "oneruler";
       o.task = task;
       o.lang = lang;
@@ -384,7 +387,7 @@ TEST(TasksShared, RealTokenizerBudgetsSlow) {
     for (auto c : {C{"ruler", "niah_single_1", "en"}, C{"ruler", "niah_multikey_3", "en"}, C{"ruler", "niah_single_2", "en"},
                    C{"oneruler", "niah_multivalue", "zh"}, C{"oneruler", "niah_none", "ru"}, C{"oneruler", "niah_single", "ta"}}) {
       for (int64_t len : {1024, 8192, 32768}) {
-        GenerateOptions o;
+        TaskOptions o;
         o.suite = c.suite;
         o.task = c.task;
         o.lang = c.lang;

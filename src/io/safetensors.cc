@@ -348,8 +348,24 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     if (nb > 0 && t.data == nullptr) fail("{}: tensor '{}': data is null but {} bytes are needed", path, t.name, nb);
     sizes.push_back(nb);
   }
+  // Data order: widest element type first, then by name (as the reference
+  // safetensors serializer does), so every tensor starts at a multiple of its
+  // element size: the 8-byte-padded header keeps the buffer 8-aligned, and all
+  // sizes of wider types are multiples of the narrower ones' alignment.
+  {
+    std::vector<size_t> idx(order.size());
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+      return dtype_size(order[a]->dtype) > dtype_size(order[b]->dtype);
+    });
+    std::vector<const TensorToWrite*> o2;
+    std::vector<uint64_t> s2;
+    for (size_t i : idx) { o2.push_back(order[i]); s2.push_back(sizes[i]); }
+    order.swap(o2);
+    sizes.swap(s2);
+  }
 
-  // Header: __metadata__ first (if any), then tensors in name order, offsets consecutive.
+  // Header: __metadata__ first (if any), then tensors in data order, offsets consecutive.
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();

@@ -145,11 +145,13 @@ TEST(SafeTensors, WriterBytesExact) {
   const uint16_t b[2] = {0x3f80, 0xc000};  // bf16 1.0, -2.0
   const uint8_t a[3] = {1, 2, 3};
   write_safetensors(path, {{"b", DType::BF16, {2}, b}, {"a", DType::U8, {3}, a}}, {{"k", "v"}});
+  // Data order: widest dtype first (then name), so the BF16 tensor stays 2-byte
+  // aligned even though the U8 one has an odd size.
   const std::string header =
-      R"({"__metadata__":{"k":"v"},"a":{"dtype":"U8","shape":[3],"data_offsets":[0,3]},)"
-      R"("b":{"dtype":"BF16","shape":[2],"data_offsets":[3,7]}})";
+      R"({"__metadata__":{"k":"v"},"b":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},)"
+      R"("a":{"dtype":"U8","shape":[3],"data_offsets":[4,7]}})";
   std::string padded = header + std::string((8 - header.size() % 8) % 8, ' ');
-  const std::string expected = le64(padded.size()) + padded + std::string("\x01\x02\x03\x80\x3f\x00\xc0", 7);
+  const std::string expected = le64(padded.size()) + padded + std::string("\x80\x3f\x00\xc0\x01\x02\x03", 7);
   std::ifstream f(path, std::ios::binary);
   std::string got((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_EQ(got, expected);
@@ -420,5 +422,28 @@ TEST(SafeTensorsShared, TinyFixtures) {
   EXPECT_FALSE(q.has("model.layers.0.self_attn.o_proj.bias"));
 }
 
+}  // namespace
+}  // namespace lq
+
+namespace lq {
+namespace {
+// Every tensor we write starts at a multiple of its element size, whatever the
+// mix of odd-sized byte tensors (the mapping itself is page-aligned).
+TEST(SafeTensors, WriterKeepsElementAlignment) {
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/align.safetensors";
+  const uint8_t u[5] = {1, 2, 3, 4, 5};
+  const uint16_t b[3] = {1, 2, 3};
+  const float f[3] = {1, 2, 3};
+  const int64_t l[1] = {7};
+  write_safetensors(path, {{"a.u8", DType::U8, {5}, u}, {"b.bf16", DType::BF16, {3}, b},
+                           {"c.f32", DType::F32, {3}, f}, {"d.i64", DType::I64, {1}, l},
+                           {"e.u8", DType::U8, {1}, u}});
+  SafeTensors st = SafeTensors::open(path);
+  for (const auto& n : st.names()) {
+    const TensorInfo& t = st.get(n);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype), 0u) << n;
+  }
+}
 }  // namespace
 }  // namespace lq

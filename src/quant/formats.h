@@ -58,13 +58,15 @@ struct Nf4Blocks {
 };
 
 // FP8 E4M3FN weights with scales:  W[n][k] = fp8_to_f32(w[n][k]) * scale[per_channel ? n : 0]
-// Activations (W8A8): dynamic per-token scales unless input_scale (static per-tensor) is set.
+// Activations (W8A8): dynamic per-token scales unless input_scale (static per-tensor) is set;
+// w8a8 = false is weight-only FP8 (compressed-tensors without input_activations).
 struct Fp8Weight {
   int64_t out = 0, in = 0;
   std::vector<uint8_t> w;             // [out][in] E4M3FN codes
   std::vector<float> scale;           // [out] or [1]
   bool per_channel = true;
   std::optional<float> input_scale;   // static activation scale; nullopt = dynamic per token
+  bool w8a8 = true;                   // quantize activations to E4M3 before the product
 };
 
 // ---- Reference semantics (implemented in affine.cc / nf4.cc / fp8.cc) ----------

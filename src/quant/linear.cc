@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul.h"
+#include "quant/checkpoint.h"
+#include "quant/qlinear.h"
 
 namespace lq {
 
@@ -49,8 +51,15 @@ Bf16Tensor bf16_weight(const SafeTensors& st, const std::string& name, const std
   }
   Bf16Tensor r;
   if (t.dtype == DType::BF16) {
-    LQ_CHECK(reinterpret_cast<uintptr_t>(t.data) % 2 == 0, "{}: tensor '{}' is not 2-byte aligned", t.file, name);
-    r.ptr = reinterpret_cast<const uint16_t*>(t.data);
+    if (reinterpret_cast<uintptr_t>(t.data) % 2 == 0) {
+      r.ptr = reinterpret_cast<const uint16_t*>(t.data);
+    } else {
+      // Safetensors does not require alignment (a writer may place a bf16 tensor after an
+      // odd-sized U8 one): copy it rather than read misaligned memory.
+      r.owned.resize(t.nbytes / 2);
+      std::memcpy(r.owned.data(), t.data, t.nbytes);
+      r.ptr = r.owned.data();
+    }
     return r;
   }
   if (t.dtype != DType::F16 && t.dtype != DType::F32) {
@@ -77,13 +86,22 @@ std::vector<float> bias_vector(const SafeTensors& st, const std::string& name, i
 
 std::unique_ptr<Linear> load_linear(const SafeTensors& st, const ModelConfig& cfg, const std::string& prefix,
                                     int64_t out, int64_t in, bool bias) {
-  if (!cfg.quantization_method.empty()) {
-    fail("{}: quantization_config.quant_method '{}' is not supported by this build (tensor '{}')", st.source(),
-         cfg.quantization_method, prefix + ".weight");
-  }
-  Bf16Tensor w = bf16_weight(st, prefix + ".weight", {out, in});
   std::vector<float> b;
   if (bias) b = bias_vector(st, prefix + ".bias", out);
+  // Quantized checkpoints: the family is decided per layer by the tensors present
+  // (layers the checkpoint keeps in bf16, e.g. lm_head, load as Bf16Linear).
+  if (auto scheme = quant::quant_scheme_of(cfg, "config.json (" + st.source() + ")")) {
+    switch (quant::stored_family(st, *scheme, prefix)) {
+      case quant::WeightFamily::Affine:
+        return std::make_unique<AffineLinear>(quant::read_affine(st, *scheme, prefix, out, in), std::move(b));
+      case quant::WeightFamily::Nf4:
+        return std::make_unique<Nf4Linear>(quant::read_nf4(st, *scheme, prefix, out, in), std::move(b));
+      case quant::WeightFamily::Fp8:
+        return std::make_unique<Fp8Linear>(quant::read_fp8(st, *scheme, prefix, out, in), std::move(b));
+      case quant::WeightFamily::Float: break;
+    }
+  }
+  Bf16Tensor w = bf16_weight(st, prefix + ".weight", {out, in});
   return std::make_unique<Bf16Linear>(w.ptr, out, in, std::move(b), std::move(w.owned));
 }
 

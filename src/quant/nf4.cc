@@ -29,7 +29,7 @@ namespace {
 // torch.linspace(start, end, steps) in float32 on the CPU: the first half is
 // start + step * i, the second half end - step * (steps - 1 - i).
 std::vector<float> torch_linspace_f32(float start, float end, int64_t steps) {
-  std::vector<float> r(size_t(steps));
+  std::vector<float> r(static_cast<size_t>(steps));
   if (steps == 1) {
     r[0] = start;
     return r;
@@ -104,7 +104,7 @@ void validate(const Nf4Blocks& w, const std::string& what) {
 
 std::vector<float> dequantize(const Nf4Blocks& w) {
   const int64_t n = w.out * w.in;
-  std::vector<float> r(size_t(n));
+  std::vector<float> r(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
     r[size_t(i)] = kNf4Code[nf4_nibble(w.packed.data(), i)] * w.absmax[size_t(i / w.blocksize)];
   return r;

@@ -214,7 +214,9 @@ std::string heatmap(const HeatmapSpec& s) {
   const double ml = 40 + 7.0 * double(ylen) + 10;
   const double mt = 44;
   const size_t nr = s.y_ticks.size(), nc = s.x_ticks.size();
-  const int W = int(ml + double(nc * s.cell_w) + 130);
+  // Wide enough for the title (15 px bold, ~8.5 px/char) and the x label (12 px, ~6.6 px/char).
+  const double title_w = 8.5 * double(s.title.size()) + 40, xlabel_w = 6.6 * double(s.x_label.size()) + 40;
+  const int W = int(std::max({ml + double(nc * s.cell_w) + 130, title_w, xlabel_w}));
   const int H = int(mt + double(nr * s.cell_h) + 62);
   std::string o = open_svg(s.id, s.title, W, H);
   const double lo = s.diverging ? -s.v_max : s.v_min, hi = s.v_max;
@@ -250,8 +252,10 @@ std::string heatmap(const HeatmapSpec& s) {
     o += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">{}</text>\n",
                      num(ml + double(c * s.cell_w) + s.cell_w / 2.0), num(yb + 16), xml_escape(s.x_ticks[c]));
   }
+  const double half = 3.3 * double(s.x_label.size());
+  const double xc = std::clamp(ml + double(nc * s.cell_w) / 2, half + 10, std::max(half + 10, double(W) - half - 10));
   o += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#222\">{}</text>\n",
-                   num(ml + double(nc * s.cell_w) / 2), num(yb + 40), xml_escape(s.x_label));
+                   num(xc), num(yb + 40), xml_escape(s.x_label));
   o += fmt::format(
       "<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#222\" transform=\"rotate(-90 16 "
       "{0})\">{1}</text>\n",

@@ -50,7 +50,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 #endif
 
 #ifndef LQ_GEMV_PREFETCH_TILES
-#define LQ_GEMV_PREFETCH_TILES 1
+#define LQ_GEMV_PREFETCH_TILES 2
 #endif
 inline constexpr int kPrefetchTiles = LQ_GEMV_PREFETCH_TILES;
 
@@ -113,7 +113,8 @@ inline void Bf16ToF32N(const uint16_t* HWY_RESTRICT src, int64_t n, float* HWY_R
 // GemvBf16w passes Kv = 0 on this target.
 template <int kM, int kR>
 HWY_INLINE void GemvTile(const float* HWY_RESTRICT xp, int64_t K, int64_t /*Kv*/,
-                         const uint16_t* HWY_RESTRICT w0, float* HWY_RESTRICT y, int64_t ldy) {
+                         const uint16_t* HWY_RESTRICT w0, const uint16_t* /*pf0*/,
+                         float* HWY_RESTRICT y, int64_t ldy) {
   for (int m = 0; m < kM; ++m)
     for (int r = 0; r < kR; ++r) {
       float s = 0.0f;
@@ -124,7 +125,8 @@ HWY_INLINE void GemvTile(const float* HWY_RESTRICT xp, int64_t K, int64_t /*Kv*/
 #else
 template <int kM, int kR>
 HWY_INLINE void GemvTile(const float* HWY_RESTRICT xp, int64_t K, int64_t Kv,
-                         const uint16_t* HWY_RESTRICT w0, float* HWY_RESTRICT y, int64_t ldy) {
+                         const uint16_t* HWY_RESTRICT w0, const uint16_t* pf0,
+                         float* HWY_RESTRICT y, int64_t ldy) {
   const hn::ScalableTag<float> df;
   const hn::RebindToUnsigned<decltype(df)> du32;
   const hn::Repartition<uint16_t, decltype(df)> du16;  // 2L lanes of uint16 (full vector)
@@ -150,9 +152,10 @@ HWY_INLINE void GemvTile(const float* HWY_RESTRICT xp, int64_t K, int64_t Kv,
     }
     LQ_UNROLL
     for (int r = 0; r < kR; ++r) {
-      // Prefetch the same position of the next tile's rows (kR rows ahead):
-      // rows are often exactly one 4 KiB page, where hardware prefetchers stop.
-      if (kPrefetchTiles) hwy::Prefetch(w0 + (r + kR * kPrefetchTiles) * K + k);
+      // Prefetch the same position kPrefetchTiles tiles ahead: rows are often
+      // exactly one 4 KiB page, where the hardware prefetchers stop; measured
+      // +20% on DRAM-resident weights (docs/kernels-matmul.md).
+      if (kPrefetchTiles) hwy::Prefetch(pf0 + r * K + k);
       const auto wu = hn::BitCast(du32, hn::LoadU(du16, w0 + r * K + k));
       const V we = hn::BitCast(df, hn::ShiftLeft<16>(wu));
       const V wo = hn::BitCast(df, hn::And(wu, hi_mask));
@@ -184,9 +187,15 @@ template <int kM>
 void GemvRange(const float* xp, int64_t K, int64_t Kv, const uint16_t* W, int64_t n0, int64_t n1,
                float* Y, int64_t N) {
   constexpr int kR = (kM <= 2 || kManyRegs) ? 4 : 2;
+  // Rows to prefetch: kPrefetchTiles tiles ahead, clamped to this thread's range
+  // (near the end the current tile is "prefetched" again, which is harmless).
+  auto pf = [&](int64_t n, int64_t rows) {
+    const int64_t ahead = n + int64_t(kPrefetchTiles) * kR;
+    return W + (ahead + rows <= n1 ? ahead : n) * K;
+  };
   int64_t n = n0;
-  for (; n + kR <= n1; n += kR) GemvTile<kM, kR>(xp, K, Kv, W + n * K, Y + n, N);
-  for (; n < n1; ++n) GemvTile<kM, 1>(xp, K, Kv, W + n * K, Y + n, N);
+  for (; n + kR <= n1; n += kR) GemvTile<kM, kR>(xp, K, Kv, W + n * K, pf(n, kR), Y + n, N);
+  for (; n < n1; ++n) GemvTile<kM, 1>(xp, K, Kv, W + n * K, pf(n, 1), Y + n, N);
 }
 
 // Y[M, N] = X[M, K] * W[N, K]^T; X rounded to bf16 first when round_x.

@@ -7,7 +7,7 @@
 //   BM_ReadBandwidth      measure_read_bandwidth(1 GiB): bytes/s
 //
 // Threads: OMP_NUM_THREADS (the library's pool). Suggested run:
-//   OMP_NUM_THREADS=2 bench_kernels --benchmark_filter='Gemv|Gemm|ReadBandwidth' \
+//   OMP_NUM_THREADS=2 bench_kernels --benchmark_filter='Gemv|Gemm|ReadBandwidth'
 //       --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
 #include <benchmark/benchmark.h>

@@ -1,0 +1,309 @@
+// eval/runner.cc: the evaluation grid, one variant at a time, resumable.
+#include "eval/runner.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "backends/backend.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/progress.h"
+#include "core/threads.h"
+#include "eval/results_db.h"
+#include "eval/tasks.h"
+
+namespace lq {
+
+using json = nlohmann::json;
+
+VariantSpec VariantSpec::parse(const std::string& s) {
+  VariantSpec v;
+  const auto eq = s.find('=');
+  LQ_CHECK(eq != std::string::npos && eq > 0,
+           "--variant '{}': expected NAME=SOURCE[,method=M][,key=value...]", s);
+  v.name = s.substr(0, eq);
+  for (char c : v.name)
+    LQ_CHECK(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.',
+             "--variant '{}': the name may only hold letters, digits, '-', '_' and '.'", s);
+  std::string rest = s.substr(eq + 1);
+  size_t pos = 0;
+  bool first = true;
+  while (pos <= rest.size()) {
+    size_t comma = rest.find(',', pos);
+    if (comma == std::string::npos) comma = rest.size();
+    const std::string item = rest.substr(pos, comma - pos);
+    if (first) {
+      LQ_CHECK(!item.empty(), "--variant '{}': SOURCE is empty", s);
+      v.source = item;
+      first = false;
+    } else if (!item.empty()) {
+      const auto e = item.find('=');
+      LQ_CHECK(e != std::string::npos && e > 0, "--variant '{}': '{}' is not key=value", s, item);
+      const std::string k = item.substr(0, e), val = item.substr(e + 1);
+      if (k == "method") v.method = val;
+      else v.settings[k] = val;
+    }
+    pos = comma + 1;
+  }
+  if (v.method == "bf16" || v.method == "none") v.method.clear();
+  return v;
+}
+
+std::string VariantSpec::to_string() const {
+  std::string s = name + "=" + source;
+  if (!method.empty()) s += ",method=" + method;
+  for (auto& [k, val] : settings) s += "," + k + "=" + val;
+  return s;
+}
+
+json EvalSummary::to_json() const {
+  return {{"evaluated", done}, {"skipped_done", skipped}, {"failed", failed}, {"baseline", baseline}};
+}
+
+std::string file_checksum(const std::string& path) {
+  if (!file_exists(path)) return "";
+  const std::string data = read_file(path);
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : data) { h ^= c; h *= 1099511628211ull; }
+  return fmt::format("{:016x}", h);
+}
+
+std::string quantized_cache_dir(const EvalOptions& o, const VariantSpec& v) {
+  std::error_code ec;
+  const std::string abs = std::filesystem::absolute(v.source, ec).lexically_normal().string();
+  std::string key = abs + "|" + file_checksum(v.source + "/config.json") + "|" + v.method;
+  for (auto& [k, val] : v.settings) key += "|" + k + "=" + val;
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) { h ^= c; h *= 1099511628211ull; }
+  std::string base = std::filesystem::path(abs).filename().string();
+  if (base.empty()) base = "model";
+  return fmt::format("{}/{}-{}-{:012x}", o.cache_dir, base, v.method, h & 0xffffffffffffull);
+}
+
+namespace {
+
+bool is_http(const std::string& s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
+
+std::vector<std::string> json_strings(const json& j, const std::string& file, const std::string& field) {
+  LQ_CHECK(j.is_array(), "{}: field '{}' must be an array", file, field);
+  std::vector<std::string> out;
+  for (auto& x : j) {
+    if (x.is_string()) out.push_back(x.get<std::string>());
+    else if (x.is_number_integer()) out.push_back(std::to_string(x.get<int64_t>()));
+    else fail("{}: field '{}' holds {}, expected strings", file, field, x.dump());
+  }
+  return out;
+}
+
+// Model directory for a variant: the source, or its quantized copy (made once, cached).
+std::string resolve_model_dir(const EvalOptions& o, const VariantSpec& v) {
+  if (v.method.empty()) {
+    LQ_CHECK(file_exists(v.source + "/config.json"), "variant '{}': {} is not a model directory (no config.json)",
+             v.name, v.source);
+    return v.source;
+  }
+  LQ_CHECK(!is_http(v.source), "variant '{}': method= quantizes a local BF16 directory, not an endpoint", v.name);
+  LQ_CHECK(file_exists(v.source + "/config.json"), "variant '{}': {} is not a model directory (no config.json)",
+           v.name, v.source);
+  const std::string dir = quantized_cache_dir(o, v);
+  if (file_exists(dir + "/config.json")) return dir;
+  LQ_CHECK(bool(o.quantize), "variant '{}': method '{}' is not available in this build", v.name, v.method);
+  std::error_code ec;
+  std::filesystem::create_directories(o.cache_dir, ec);
+  LQ_CHECK(!ec, "cannot create the quantization cache {}: {}", o.cache_dir, ec.message());
+  const std::string tmp = dir + ".partial";
+  std::filesystem::remove_all(tmp, ec);
+  if (!o.quiet) std::fprintf(stderr, "variant %s: quantizing %s with %s into %s\n", v.name.c_str(), v.source.c_str(),
+                             v.method.c_str(), dir.c_str());
+  o.quantize(v.source, v.method, v.settings, tmp);
+  std::filesystem::rename(tmp, dir, ec);
+  LQ_CHECK(!ec, "cannot move {} to {}: {}", tmp, dir, ec.message());
+  return dir;
+}
+
+}  // namespace
+
+void load_study_file(const std::string& path, EvalOptions* o, bool has_variants, bool has_tasks, bool has_lengths,
+                     bool has_langs) {
+  const std::string text = read_file(path);
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail("{}: invalid JSON: {}", path, e.what());
+  }
+  LQ_CHECK(j.is_object(), "{}: a study file is a JSON object", path);
+  static const std::set<std::string> known{"variants", "tasks", "lengths", "langs", "n", "seed", "baseline",
+                                           "oneruler_data", "precision", "chat_format", "description"};
+  for (auto& [k, val] : j.items()) LQ_CHECK(known.count(k), "{}: unknown field '{}'", path, k);
+  if (j.contains("variants") && !has_variants)
+    for (auto& s : json_strings(j["variants"], path, "variants")) o->variants.push_back(VariantSpec::parse(s));
+  if (j.contains("tasks") && !has_tasks) o->tasks = json_strings(j["tasks"], path, "tasks");
+  if (j.contains("lengths") && !has_lengths)
+    for (auto& s : json_strings(j["lengths"], path, "lengths")) o->lengths.push_back(parse_length(s));
+  if (j.contains("langs") && !has_langs) o->langs = json_strings(j["langs"], path, "langs");
+  try {
+    if (j.contains("n")) o->n = j["n"].get<int64_t>();
+    if (j.contains("seed")) o->seed = j["seed"].get<uint64_t>();
+    if (j.contains("baseline") && o->baseline.empty()) o->baseline = j["baseline"].get<std::string>();
+    if (j.contains("oneruler_data") && o->oneruler_data.empty()) o->oneruler_data = j["oneruler_data"].get<std::string>();
+    if (j.contains("precision")) o->precision = parse_precision(j["precision"].get<std::string>());
+    if (j.contains("chat_format")) o->chat_format = j["chat_format"].get<std::string>();
+  } catch (const json::exception& e) {
+    fail("{}: {}", path, e.what());
+  }
+}
+
+EvalSummary run_eval(const EvalOptions& o) {
+  LQ_CHECK(!o.variants.empty(), "eval: no --variant given");
+  LQ_CHECK(!o.tasks.empty(), "eval: no --tasks given");
+  LQ_CHECK(!o.lengths.empty(), "eval: no --lengths given");
+  LQ_CHECK(o.n >= 1, "eval: --n must be >= 1");
+  LQ_CHECK(!o.db_path.empty(), "eval: --db is required");
+  std::set<std::string> names;
+  for (auto& v : o.variants) LQ_CHECK(names.insert(v.name).second, "eval: variant name '{}' given twice", v.name);
+  for (auto& t : o.tasks) {
+    const TaskInfo& ti = find_task(t);  // throws listing the known tasks
+    LQ_CHECK(ti.implemented, "eval: task {} has no generator in this build", t);
+  }
+  for (auto L : o.lengths) LQ_CHECK(L >= 64, "eval: length {} is too small", L);
+
+  LanguageSet langs = LanguageSet::builtin();
+  if (!o.oneruler_data.empty()) langs.load_oneruler_dir(o.oneruler_data);
+  std::vector<std::string> want_langs = o.langs.empty() ? std::vector<std::string>{"en"} : o.langs;
+  for (auto& l : want_langs) LQ_CHECK(langs.has(l), "eval: unknown language '{}' (use --oneruler-data for more)", l);
+
+  // Cells: (task, length, lang) where the task supports the language.
+  struct Cell { std::string task_id; int64_t length; std::string lang; };
+  std::vector<Cell> cells;
+  for (auto& t : o.tasks) {
+    const TaskInfo& ti = find_task(t);
+    auto tl = task_languages(ti, langs);
+    for (auto L : o.lengths)
+      for (auto& l : want_langs)
+        if (std::find(tl.begin(), tl.end(), l) != tl.end()) cells.push_back({ti.id(), L, l});
+  }
+  LQ_CHECK(!cells.empty(), "eval: no (task, language) combination applies: RULER tasks are English only");
+
+  auto db = ResultsDb::open(o.db_path);
+  EvalSummary sum;
+  sum.baseline = o.baseline;
+  if (sum.baseline.empty()) sum.baseline = names.count("bf16") ? "bf16" : o.variants[0].name;
+  LQ_CHECK(names.count(sum.baseline), "eval: --baseline '{}' is not one of the variants", sum.baseline);
+
+  // Register every variant first: a conflicting redefinition fails before any work.
+  std::vector<std::string> dirs;
+  for (auto& v : o.variants) {
+    LQ_CHECK(!is_http(v.source), "variant '{}': endpoint backends are not available in this build", v.name);
+    VariantDef d;
+    d.name = v.name;
+    json settings = json::object();
+    for (auto& [k, val] : v.settings) settings[k] = val;
+    d.definition = {{"source", v.source},
+                    {"method", v.method.empty() ? "as-is" : v.method},
+                    {"settings", settings},
+                    {"config_checksum", file_checksum(v.source + "/config.json")},
+                    {"precision", std::string(precision_name(o.precision))}};
+    db->register_variant(d);
+  }
+  const int64_t run_id = db->register_run(make_run_info(o.command_line, num_threads(), ""));
+
+  const int64_t total = int64_t(o.variants.size() * cells.size()) * o.n;
+  int64_t overall_done = 0;
+  const auto t_start = std::chrono::steady_clock::now();
+  for (auto& v : o.variants) {
+    const std::string dir = resolve_model_dir(o, v);
+    // Skip loading the model when every example of the variant is already stored.
+    int64_t todo = 0;
+    for (auto& c : cells) {
+      const auto slash = c.task_id.find('/');
+      auto done = db->done_indices(v.name, c.task_id.substr(0, slash), c.task_id.substr(slash + 1), c.length, c.lang,
+                                   o.seed);
+      int64_t have = 0;
+      for (auto i : done) have += (i >= 0 && i < o.n);
+      todo += o.n - have;
+    }
+    if (todo == 0) {
+      sum.skipped += int64_t(cells.size()) * o.n;
+      overall_done += int64_t(cells.size()) * o.n;
+      if (!o.quiet) std::fprintf(stderr, "variant %s: all %lld examples already in %s\n", v.name.c_str(),
+                                 (long long)(int64_t(cells.size()) * o.n), o.db_path.c_str());
+      continue;
+    }
+    NativeOptions no;
+    no.precision = o.precision;
+    no.chat_format = o.chat_format;
+    auto backend = make_native_backend(dir, no);
+    if (!o.quiet) std::fprintf(stderr, "variant %s: %s; %lld examples to run\n", v.name.c_str(),
+                               backend->describe().c_str(), (long long)todo);
+    PromptCounter counter;
+    counter.count = [&](const std::string& m, const std::string& a) { return backend->count_prompt_tokens(m, a); };
+    Progress prog("eval " + v.name, todo, "ex", 0.0);
+    int64_t vdone = 0;
+    for (auto& c : cells) {
+      const auto slash = c.task_id.find('/');
+      const std::string suite = c.task_id.substr(0, slash), task = c.task_id.substr(slash + 1);
+      auto done_v = db->done_indices(v.name, suite, task, c.length, c.lang, o.seed);
+      std::set<int64_t> done(done_v.begin(), done_v.end());
+      if (int64_t(std::count_if(done.begin(), done.end(), [&](int64_t i) { return i < o.n; })) == o.n) {
+        sum.skipped += o.n;
+        overall_done += o.n;
+        continue;
+      }
+      LQ_CHECK(c.length <= backend->context_length(), "variant '{}': length {} exceeds the model's context of {}",
+               v.name, c.length, backend->context_length());
+      TaskOptions go;
+      go.suite = suite;
+      go.task = task;
+      go.lang = c.lang;
+      go.length = c.length;
+      go.seed = o.seed;
+      TaskGenerator gen(go, langs, counter);
+      const TaskInfo& ti = find_task(c.task_id);
+      for (int64_t i = 0; i < o.n; ++i) {
+        if (done.count(i)) { ++sum.skipped; ++overall_done; continue; }
+        ResultRow row;
+        row.key = {v.name, suite, task, c.length, c.lang, i, o.seed};
+        row.run_id = run_id;
+        auto ex = gen.fitted(i);
+        if (!ex) {
+          row.error = "example does not fit the context (skipped by the generator)";
+        } else {
+          row.prompt_hash = prompt_hash(ex->input + "\x1f" + ex->answer_prefix);
+          row.outputs = ex->outputs;
+          row.depths = ex->depths;
+          GenRequest req{ex->input, ex->answer_prefix, ti.gen_tokens};
+          GenResponse r = backend->generate(req);
+          row.prediction = r.text;
+          row.prompt_tokens = r.prompt_tokens;
+          row.generated_tokens = r.generated_tokens;
+          row.seconds = r.seconds;
+          if (!r.error.empty()) row.error = r.error;
+          else row.score = score_case(c.task_id, c.lang, ex->outputs, r.text);
+        }
+        db->insert_result(row);
+        if (row.ok()) ++sum.done; else ++sum.failed;
+        ++vdone;
+        ++overall_done;
+        prog.update(vdone);
+      }
+    }
+    prog.finish();
+    if (!o.quiet) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      std::fprintf(stderr, "overall: %lld/%lld examples, %s elapsed\n", (long long)overall_done, (long long)total,
+                   format_duration(el).c_str());
+    }
+  }
+  db->finish_run(run_id);
+  return sum;
+}
+
+}  // namespace lq

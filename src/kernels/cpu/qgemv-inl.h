@@ -1,0 +1,343 @@
+// kernels/cpu/qgemv-inl.h: per-target (Highway) code of the quantized GEMVs
+// declared in qgemv.h. Included once per SIMD target by qgemv.cc through
+// hwy/foreach_target.h; HWY_DYNAMIC_DISPATCH picks the best one at run time.
+//
+// All kernels process one output row n at a time for kM (1..4) rows of X, so W
+// is streamed once and X rows are re-read from L1/L2. Codes are widened to 32-bit
+// lanes (PromoteTo), decoded exactly to fp32, and accumulated with fp32 FMAs in
+// two independent chains per X row; group/block sums are scaled once per group.
+//   affine: w = float(q - zero) (exact integer), sum per group, times scale.
+//   NF4:    w = code[nibble] (table lookup: AVX-512 permute, else a gather),
+//           sum per block, times absmax. X is pre-permuted per 2L block into
+//           [even elements][odd elements] to match high/low nibbles.
+//   FP8:    normal codes: w = bitcast(((c & 0x7f) << 20) + (120 << 23)) (exponent
+//           rebiased 7 -> 127); subnormal codes: (c & 7) * 2^-9; sign bit ORed in.
+//           Exact, and no f32 subnormal ever appears (they cost microcode assists).
+// Numerics: the per-element products are exact inside the FMA; the sums are fp32
+// in a fixed order that depends only on K and the target, never on threads.
+
+#if defined(LQ_KERNELS_CPU_QGEMV_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef LQ_KERNELS_CPU_QGEMV_INL_H_
+#undef LQ_KERNELS_CPU_QGEMV_INL_H_
+#else
+#define LQ_KERNELS_CPU_QGEMV_INL_H_
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/threads.h"
+#include "hwy/highway.h"
+#include "kernels/cpu/qgemv.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace lq::cpu {
+namespace HWY_NAMESPACE {
+
+namespace hn = hwy::HWY_NAMESPACE;
+
+#ifndef LQ_UNROLL
+#define LQ_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+// ---- affine int4 / int8 ---------------------------------------------------------
+
+// One output row: y[m * ldy] = sum_g scale_g * sum_{k in g} x[m][k] * (q[k] - z_g).
+// xp: kM rows with stride ldx, in kernel column order (zero padded to ldx).
+template <int kM, int kBits>
+HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_RESTRICT xp, int64_t ldx,
+                          float* HWY_RESTRICT y, int64_t ldy) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(df)> d8;
+  using V = hn::Vec<decltype(df)>;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const uint8_t* HWY_RESTRICT qrow = w.q + n * w.row_bytes;
+  const float* sc = w.scales + n * w.n_groups;
+  const int32_t* zr = w.zeros + n * w.n_groups;
+  const auto m15 = hn::Set(di, 15);
+  V total[kM];
+  float stail[kM];
+  LQ_UNROLL
+  for (int m = 0; m < kM; ++m) {
+    total[m] = hn::Zero(df);
+    stail[m] = 0.0f;
+  }
+  // Vector steps need 16 (int4) / L (int8) columns per step; targets wider than
+  // 16 float lanes do not exist on x86, but stay correct via the scalar loop.
+  const bool vec4 = kBits == 4 && L <= 16 && HWY_TARGET != HWY_SCALAR;
+  const bool vec8 = kBits == 8 && HWY_TARGET != HWY_SCALAR;
+  for (int64_t g = 0; g < w.n_groups; ++g) {
+    const int64_t s = w.group_start[g], e = w.group_start[g + 1];
+    const int32_t z = zr[g];
+    const auto zv = hn::Set(di, z);
+    V a0[kM], a1[kM];
+    float sacc[kM];
+    LQ_UNROLL
+    for (int m = 0; m < kM; ++m) {
+      a0[m] = hn::Zero(df);
+      a1[m] = hn::Zero(df);
+      sacc[m] = 0.0f;
+    }
+    int64_t k = s;
+    auto scalar_step = [&](int64_t kk) {
+      const float c = float(qaffine_code(w, n, kk) - z);
+      LQ_UNROLL
+      for (int m = 0; m < kM; ++m) sacc[m] += xp[m * ldx + kk] * c;
+    };
+    if (vec4) {
+      for (; k < e && (k & 31); ++k) scalar_step(k);
+      for (; k + 32 <= e; k += 32) {
+        const uint8_t* pb = qrow + (k >> 1);
+        for (int64_t h = 0; h < 16; h += L) {
+          const auto vi = hn::PromoteTo(di, hn::LoadU(d8, pb + h));
+          const V wlo = hn::ConvertTo(df, hn::Sub(hn::And(vi, m15), zv));
+          const V whi = hn::ConvertTo(df, hn::Sub(hn::ShiftRight<4>(vi), zv));
+          LQ_UNROLL
+          for (int m = 0; m < kM; ++m) {
+            a0[m] = hn::MulAdd(wlo, hn::LoadU(df, xp + m * ldx + k + h), a0[m]);
+            a1[m] = hn::MulAdd(whi, hn::LoadU(df, xp + m * ldx + k + 16 + h), a1[m]);
+          }
+        }
+      }
+    } else if (vec8) {
+      for (; k + 2 * L <= e; k += 2 * L) {
+        const V w0 = hn::ConvertTo(df, hn::Sub(hn::PromoteTo(di, hn::LoadU(d8, qrow + k)), zv));
+        const V w1 = hn::ConvertTo(df, hn::Sub(hn::PromoteTo(di, hn::LoadU(d8, qrow + k + L)), zv));
+        LQ_UNROLL
+        for (int m = 0; m < kM; ++m) {
+          a0[m] = hn::MulAdd(w0, hn::LoadU(df, xp + m * ldx + k), a0[m]);
+          a1[m] = hn::MulAdd(w1, hn::LoadU(df, xp + m * ldx + k + L), a1[m]);
+        }
+      }
+    }
+    for (; k < e; ++k) scalar_step(k);
+    const V sv = hn::Set(df, sc[g]);
+    LQ_UNROLL
+    for (int m = 0; m < kM; ++m) {
+      total[m] = hn::MulAdd(sv, hn::Add(a0[m], a1[m]), total[m]);
+      stail[m] += sc[g] * sacc[m];
+    }
+  }
+  LQ_UNROLL
+  for (int m = 0; m < kM; ++m) y[m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[m])) + stail[m];
+}
+
+template <int kM>
+void AffineRange(const QAffineView& w, const float* xp, int64_t ldx, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
+  for (int64_t n = n0; n < n1; ++n) {
+    if (w.bits == 4) AffineRow<kM, 4>(w, n, xp, ldx, Y + n, ldy);
+    else AffineRow<kM, 8>(w, n, xp, ldx, Y + n, ldy);
+  }
+}
+
+// xp: M rows (stride ldx) already permuted/rounded/padded by the caller.
+inline void QgemvAffine(const QAffineView& w, const float* xp, int64_t M, int64_t ldx, float* Y) {
+  const int64_t N = w.N;
+  for (int64_t m0 = 0; m0 < M; m0 += 4) {
+    const int64_t mr = std::min<int64_t>(4, M - m0);
+    const float* x = xp + m0 * ldx;
+    float* Ym = Y + m0 * N;
+    parallel_for(
+        N,
+        [&](int64_t n0, int64_t n1) {
+          switch (mr) {
+            case 1: AffineRange<1>(w, x, ldx, n0, n1, Ym, N); break;
+            case 2: AffineRange<2>(w, x, ldx, n0, n1, Ym, N); break;
+            case 3: AffineRange<3>(w, x, ldx, n0, n1, Ym, N); break;
+            default: AffineRange<4>(w, x, ldx, n0, n1, Ym, N); break;
+          }
+        },
+        /*grain=*/16);
+  }
+}
+
+// ---- NF4 -----------------------------------------------------------------------
+
+template <class D, class VI>
+HWY_INLINE hn::Vec<D> Nf4Lookup(D df, const float* HWY_RESTRICT code, hn::Vec<D> table, VI idx) {
+#if HWY_TARGET <= HWY_AVX3 && HWY_ARCH_X86
+  (void)code;
+  return hn::TableLookupLanes(table, hn::IndicesFromVec(df, idx));
+#else
+  (void)table;
+  return hn::GatherIndex(df, code, idx);
+#endif
+}
+
+// xp: kM rows (stride K) permuted per 2L block into [even][odd].
+template <int kM>
+HWY_INLINE void Nf4Row(const QNf4View& w, int64_t n, const float* HWY_RESTRICT xp, float* HWY_RESTRICT y,
+                       int64_t ldy) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(df)> d8;
+  using V = hn::Vec<decltype(df)>;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const int64_t K = w.K, bs = w.blocksize;
+  const uint8_t* HWY_RESTRICT prow = w.packed + n * (K / 2);
+  const float* am = w.absmax + n * (K / bs);
+  const auto m15 = hn::Set(di, 15);
+#if HWY_TARGET <= HWY_AVX3 && HWY_ARCH_X86
+  const V table = hn::LoadU(df, w.code);
+#else
+  const V table = hn::Zero(df);
+#endif
+  V total[kM];
+  LQ_UNROLL
+  for (int m = 0; m < kM; ++m) total[m] = hn::Zero(df);
+  for (int64_t k0 = 0; k0 < K; k0 += bs) {
+    V ae[kM], ao[kM];
+    LQ_UNROLL
+    for (int m = 0; m < kM; ++m) {
+      ae[m] = hn::Zero(df);
+      ao[m] = hn::Zero(df);
+    }
+    for (int64_t k = k0; k < k0 + bs; k += 2 * L) {
+      const auto vb = hn::PromoteTo(di, hn::LoadU(d8, prow + (k >> 1)));
+      const V we = Nf4Lookup(df, w.code, table, hn::ShiftRight<4>(vb));
+      const V wo = Nf4Lookup(df, w.code, table, hn::And(vb, m15));
+      LQ_UNROLL
+      for (int m = 0; m < kM; ++m) {
+        ae[m] = hn::MulAdd(we, hn::LoadU(df, xp + m * K + k), ae[m]);
+        ao[m] = hn::MulAdd(wo, hn::LoadU(df, xp + m * K + k + L), ao[m]);
+      }
+    }
+    const V av = hn::Set(df, am[k0 / bs]);
+    LQ_UNROLL
+    for (int m = 0; m < kM; ++m) total[m] = hn::MulAdd(av, hn::Add(ae[m], ao[m]), total[m]);
+  }
+  LQ_UNROLL
+  for (int m = 0; m < kM; ++m) y[m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[m]));
+}
+
+template <int kM>
+void Nf4Range(const QNf4View& w, const float* xp, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
+  for (int64_t n = n0; n < n1; ++n) Nf4Row<kM>(w, n, xp, Y + n, ldy);
+}
+
+// Requires qgemv_nf4_supported(w) (checked by the caller).
+inline void QgemvNf4(const QNf4View& w, const float* X, int64_t M, float* Y, bool round_x) {
+  const hn::ScalableTag<float> df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const int64_t K = w.K, N = w.N;
+  std::vector<float> xp(size_t(std::min<int64_t>(M, 4) * K));
+  for (int64_t m0 = 0; m0 < M; m0 += 4) {
+    const int64_t mr = std::min<int64_t>(4, M - m0);
+    for (int64_t m = 0; m < mr; ++m) {
+      const float* x = X + (m0 + m) * K;
+      float* d = xp.data() + m * K;
+      for (int64_t k = 0; k < K; k += 2 * L)
+        for (int64_t i = 0; i < L; ++i) {
+          d[k + i] = round_x ? round_bf16(x[k + 2 * i]) : x[k + 2 * i];
+          d[k + L + i] = round_x ? round_bf16(x[k + 2 * i + 1]) : x[k + 2 * i + 1];
+        }
+    }
+    const float* xpp = xp.data();
+    float* Ym = Y + m0 * N;
+    parallel_for(
+        N,
+        [&](int64_t n0, int64_t n1) {
+          switch (mr) {
+            case 1: Nf4Range<1>(w, xpp, n0, n1, Ym, N); break;
+            case 2: Nf4Range<2>(w, xpp, n0, n1, Ym, N); break;
+            case 3: Nf4Range<3>(w, xpp, n0, n1, Ym, N); break;
+            default: Nf4Range<4>(w, xpp, n0, n1, Ym, N); break;
+          }
+        },
+        /*grain=*/16);
+  }
+}
+
+// ---- FP8 -----------------------------------------------------------------------
+
+// xs: kM rows (stride K) of the (exactly decoded) activations.
+template <int kM>
+HWY_INLINE void Fp8Row(const QFp8View& w, int64_t n, const float* HWY_RESTRICT xs, const float* HWY_RESTRICT rs,
+                       float* HWY_RESTRICT y, int64_t ldy) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::Rebind<uint8_t, decltype(df)> d8;
+  using V = hn::Vec<decltype(df)>;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const int64_t K = w.K;
+  const uint8_t* HWY_RESTRICT wr = w.w + n * K;
+  const hn::RebindToSigned<decltype(df)> di;
+  const auto m7f = hn::Set(du, 0x7fu);
+  const auto m80 = hn::Set(du, 0x80u);
+  const auto m07 = hn::Set(du, 0x07u);
+  const auto bias = hn::Set(du, 120u << 23);
+  const auto eight = hn::Set(di, 8);
+  const V sub_step = hn::Set(df, 1.0f / 512.0f);
+  V a0[kM], a1[kM];
+  LQ_UNROLL
+  for (int m = 0; m < kM; ++m) {
+    a0[m] = hn::Zero(df);
+    a1[m] = hn::Zero(df);
+  }
+  // Normal codes: exponent rebiased by +120 (never an f32 subnormal, which would
+  // be slow); subnormal codes (exponent 0): mantissa * 2^-9. Both exact.
+  auto decode = [&](const uint8_t* p) {
+    const auto c = hn::PromoteTo(du, hn::LoadU(d8, p));
+    const auto mag = hn::And(c, m7f);
+    const V normal = hn::BitCast(df, hn::Add(hn::ShiftLeft<20>(mag), bias));
+    const V sub = hn::Mul(hn::ConvertTo(df, hn::BitCast(di, hn::And(c, m07))), sub_step);
+    const auto is_sub = hn::RebindMask(df, hn::Lt(hn::BitCast(di, mag), eight));
+    const V v = hn::IfThenElse(is_sub, sub, normal);
+    return hn::Or(v, hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, m80))));
+  };
+  int64_t k = 0;
+  if (HWY_TARGET != HWY_SCALAR) {
+    for (; k + 2 * L <= K; k += 2 * L) {
+      const V w0 = decode(wr + k);
+      const V w1 = decode(wr + k + L);
+      LQ_UNROLL
+      for (int m = 0; m < kM; ++m) {
+        a0[m] = hn::MulAdd(w0, hn::LoadU(df, xs + m * K + k), a0[m]);
+        a1[m] = hn::MulAdd(w1, hn::LoadU(df, xs + m * K + k + L), a1[m]);
+      }
+    }
+  }
+  const float ws = w.scale[w.per_channel ? n : 0];
+  LQ_UNROLL
+  for (int m = 0; m < kM; ++m) {
+    float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0[m], a1[m])));
+    for (int64_t kk = k; kk < K; ++kk) s += xs[m * K + kk] * fp8e4m3_to_f32(wr[kk]);
+    y[m * ldy] = (s * rs[m]) * ws;
+  }
+}
+
+template <int kM>
+void Fp8Range(const QFp8View& w, const float* xs, const float* rs, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
+  for (int64_t n = n0; n < n1; ++n) Fp8Row<kM>(w, n, xs, rs, Y + n, ldy);
+}
+
+// xs: M rows of decoded activations (stride K); rs: [M] row scales (1 for weight-only).
+inline void QgemvFp8(const QFp8View& w, const float* xs, const float* rs, int64_t M, float* Y) {
+  const int64_t K = w.K, N = w.N;
+  for (int64_t m0 = 0; m0 < M; m0 += 4) {
+    const int64_t mr = std::min<int64_t>(4, M - m0);
+    const float* x = xs + m0 * K;
+    const float* r = rs + m0;
+    float* Ym = Y + m0 * N;
+    parallel_for(
+        N,
+        [&](int64_t n0, int64_t n1) {
+          switch (mr) {
+            case 1: Fp8Range<1>(w, x, r, n0, n1, Ym, N); break;
+            case 2: Fp8Range<2>(w, x, r, n0, n1, Ym, N); break;
+            case 3: Fp8Range<3>(w, x, r, n0, n1, Ym, N); break;
+            default: Fp8Range<4>(w, x, r, n0, n1, Ym, N); break;
+          }
+        },
+        /*grain=*/16);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace lq::cpu
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard (toggled per target)

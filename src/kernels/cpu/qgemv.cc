@@ -1,0 +1,371 @@
+// kernels/cpu/qgemv.cc: entry points of the quantized linear kernels (qgemv.h):
+// runtime-dispatched fused GEMVs (qgemv-inl.h), the tile-dequantize + oneDNN
+// prefill path, the tile dequantizers and the scalar references.
+//
+// Prefill path (qgemm_*): W is dequantized one N-tile (~2-4 MiB) at a time into a
+// per-thread scratch buffer, in parallel over the tile's rows, and multiplied by
+// a oneDNN matmul that writes straight into the tile's columns of Y (dst row
+// stride N). BF16: X rounded to bf16 once per call, W tile in bf16 (bf16 x bf16 ->
+// f32, AMX when present). F32: X and the W tile in fp32 (the tile holds exactly
+// the reference values), f32 matmul. FP8 W8A8: the E4M3 values of X and W are
+// exact in bf16, so the bf16 matmul gives exact products in fp32 accumulation;
+// Y is then scaled by xscale[m] * wscale[n].
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/qgemv.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "kernels/cpu/qgemv-inl.h"
+
+#if HWY_ONCE
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/threads.h"
+#include "kernels/cpu/matmul.h"
+
+namespace lq::cpu {
+
+HWY_EXPORT(QgemvAffine);
+HWY_EXPORT(QgemvNf4);
+HWY_EXPORT(QgemvFp8);
+
+namespace {
+
+void check(const char* fn, int64_t N, int64_t K, const float* X, int64_t M, float* Y) {
+  LQ_CHECK(M >= 0 && N >= 0 && K >= 0, "{}: negative shape M={} N={} K={}", fn, M, N, K);
+  if (M > 0 && N > 0) {
+    LQ_CHECK(Y != nullptr, "{}: null output for M={} N={}", fn, M, N);
+    LQ_CHECK(K == 0 || X != nullptr, "{}: null input for M={} K={}", fn, M, K);
+  }
+}
+
+void check_affine(const QAffineView& w) {
+  LQ_CHECK(w.bits == 4 || w.bits == 8, "qgemv_affine: bits must be 4 or 8, got {}", w.bits);
+  LQ_CHECK(w.n_groups > 0 && w.group_start && w.scales && w.zeros && w.q,
+           "qgemv_affine: incomplete weight view (N={} K={})", w.N, w.K);
+  LQ_CHECK(w.group_start[0] == 0 && w.group_start[w.n_groups] == w.K,
+           "qgemv_affine: group ranges cover [{}, {}), expected [0, {})", w.group_start[0],
+           w.group_start[w.n_groups], w.K);
+  const int64_t need = w.bits == 8 ? w.K : (w.K + 31) / 32 * 16;
+  LQ_CHECK(w.row_bytes >= need, "qgemv_affine: row_bytes {} < {} needed for K={}", w.row_bytes, need, w.K);
+}
+
+// X in kernel column order (perm), rounded to bf16 if asked, rows padded to ldx.
+int64_t affine_ldx(const QAffineView& w) { return w.bits == 4 ? (w.K + 31) / 32 * 32 : w.K; }
+
+void prepare_affine_x(const QAffineView& w, const float* X, int64_t M, bool round_x, std::vector<float>& xp) {
+  const int64_t ldx = affine_ldx(w), K = w.K;
+  xp.assign(size_t(M * ldx), 0.0f);
+  for (int64_t m = 0; m < M; ++m) {
+    const float* x = X + m * K;
+    float* d = xp.data() + m * ldx;
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = x[w.perm ? w.perm[k] : k];
+      d[k] = round_x ? round_bf16(v) : v;
+    }
+  }
+}
+
+// E4M3 activations: codes decoded exactly, one scale per row.
+void prepare_fp8_x(const QFp8View& w, const float* X, int64_t M, const float* act_scale, Precision p,
+                   std::vector<float>& xs, std::vector<float>& rs) {
+  const int64_t K = w.K;
+  xs.resize(size_t(M * K));
+  rs.assign(size_t(M), 1.0f);
+  for (int64_t m = 0; m < M; ++m) {
+    const float* x = X + m * K;
+    float* d = xs.data() + m * K;
+    if (act_scale) {
+      const float s = act_scale[m];
+      LQ_CHECK(s > 0.0f && std::isfinite(s), "qgemv_fp8: activation scale {} of row {} is not finite positive", s, m);
+      rs[size_t(m)] = s;
+      for (int64_t k = 0; k < K; ++k) d[k] = fp8e4m3_to_f32(f32_to_fp8e4m3(x[k] / s));
+    } else {
+      for (int64_t k = 0; k < K; ++k) d[k] = p == Precision::BF16 ? round_bf16(x[k]) : x[k];
+    }
+  }
+}
+
+// ---- oneDNN matmul of a dequantized tile: Y[:, n0:n0+n] (row stride ldy) ----------
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+struct Prim {
+  dnnl::matmul mm;
+  dnnl::memory::desc src, wei, dst;
+};
+
+std::shared_ptr<const Prim> get_prim(bool bf16, int64_t M, int64_t K, int64_t n, int64_t ldy) {
+  using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
+  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t>;
+  static std::mutex mu;
+  static std::map<Key, std::shared_ptr<const Prim>> cache;
+  const Key key{bf16, M, K, n, ldy};
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  const dt in = bf16 ? dt::bf16 : dt::f32;
+  auto prim = std::make_shared<Prim>();
+  prim->src = dnnl::memory::desc(dims{M, K}, in, dims{K, 1});
+  prim->wei = dnnl::memory::desc(dims{K, n}, in, dims{1, K});  // tile [n, K] read as [K, n]
+  prim->dst = dnnl::memory::desc(dims{M, n}, dt::f32, dims{ldy, 1});
+  try {
+    auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(prim->src, prim->wei, prim->dst), engine());
+    prim->mm = dnnl::matmul(pd);
+  } catch (const dnnl::error& e) {
+    fail("qgemm: oneDNN could not create a {} matmul for M={} K={} N={}: {}", bf16 ? "bf16" : "f32", M, K, n,
+         e.what());
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= 256) cache.clear();
+  return cache.emplace(key, std::move(prim)).first->second;
+}
+
+void run_tile(bool bf16, const void* x, int64_t M, int64_t K, const void* wtile, int64_t n, float* y, int64_t ldy) {
+  auto prim = get_prim(bf16, M, K, n, ldy);
+  dnnl::stream s(engine());
+  dnnl::memory ms(prim->src, engine(), const_cast<void*>(x));
+  dnnl::memory mw(prim->wei, engine(), const_cast<void*>(wtile));
+  dnnl::memory md(prim->dst, engine(), y);
+  prim->mm.execute(s, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}});
+  s.wait();
+}
+
+int64_t tile_rows(int64_t K, int64_t N, size_t elem) {
+  const int64_t bytes = int64_t(4) << 20;
+  int64_t nt = bytes / (int64_t(elem) * std::max<int64_t>(K, 1));
+  nt = std::max<int64_t>(64, nt / 64 * 64);
+  return std::min(nt, N);
+}
+
+thread_local std::vector<float> tl_xf;
+thread_local std::vector<uint16_t> tl_xb;
+thread_local std::vector<float> tl_wf;
+thread_local std::vector<uint16_t> tl_wb;
+
+// Generic tiled GEMM: dequant(n0, n1, float*/uint16_t*) fills rows [n0, n1) of W
+// (in the column order of xk, which is X's [M, K] fp32 data in that order).
+template <typename DeqF, typename DeqB>
+void tiled_gemm(const float* xk, int64_t M, int64_t K, int64_t N, float* Y, bool bf16, DeqF deq_f32, DeqB deq_bf16) {
+  if (bf16) {
+    std::vector<uint16_t>& xb = tl_xb;
+    xb.resize(size_t(M * K));
+    uint16_t* xbp = xb.data();
+    parallel_for(M * K, [&](int64_t b, int64_t e) { f32_to_bf16_n(xk + b, e - b, xbp + b); }, 4096);
+    const int64_t nt = tile_rows(K, N, 2);
+    std::vector<uint16_t>& wt = tl_wb;
+    wt.resize(size_t(nt * K));
+    for (int64_t n0 = 0; n0 < N; n0 += nt) {
+      const int64_t n = std::min(nt, N - n0);
+      uint16_t* wp = wt.data();
+      parallel_for(n, [&](int64_t a, int64_t b) { deq_bf16(n0 + a, n0 + b, wp + a * K); }, 4);
+      run_tile(true, xbp, M, K, wp, n, Y + n0, N);
+    }
+  } else {
+    const int64_t nt = tile_rows(K, N, 4);
+    std::vector<float>& wt = tl_wf;
+    wt.resize(size_t(nt * K));
+    for (int64_t n0 = 0; n0 < N; n0 += nt) {
+      const int64_t n = std::min(nt, N - n0);
+      float* wp = wt.data();
+      parallel_for(n, [&](int64_t a, int64_t b) { deq_f32(n0 + a, n0 + b, wp + a * K); }, 4);
+      run_tile(false, xk, M, K, wp, n, Y + n0, N);
+    }
+  }
+}
+
+inline float nf4_value(const QNf4View& w, int64_t i) {
+  const uint8_t b = w.packed[i >> 1];
+  return w.code[(i & 1) ? (b & 15) : (b >> 4)] * w.absmax[i / w.blocksize];
+}
+
+}  // namespace
+
+bool qgemv_nf4_supported(const QNf4View& w) {
+  return w.blocksize > 0 && w.K % w.blocksize == 0 && w.blocksize % 32 == 0;
+}
+
+// ---- tile dequantizers ----------------------------------------------------------
+
+void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, float* dst) {
+  for (int64_t n = n0; n < n1; ++n) {
+    float* d = dst + (n - n0) * w.K;
+    for (int64_t g = 0; g < w.n_groups; ++g) {
+      const float s = w.scales[n * w.n_groups + g];
+      const float z = float(w.zeros[n * w.n_groups + g]);
+      for (int64_t k = w.group_start[g]; k < w.group_start[g + 1]; ++k) d[k] = s * (float(qaffine_code(w, n, k)) - z);
+    }
+  }
+}
+
+void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, uint16_t* dst) {
+  std::vector<float> row(size_t(w.K));
+  for (int64_t n = n0; n < n1; ++n) {
+    dequant_affine_rows(w, n, n + 1, row.data());
+    f32_to_bf16_n(row.data(), w.K, dst + (n - n0) * w.K);
+  }
+}
+
+void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, float* dst) {
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t k = 0; k < w.K; ++k) dst[(n - n0) * w.K + k] = nf4_value(w, n * w.K + k);
+}
+
+void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, uint16_t* dst) {
+  std::vector<float> row(size_t(w.K));
+  for (int64_t n = n0; n < n1; ++n) {
+    dequant_nf4_rows(w, n, n + 1, row.data());
+    f32_to_bf16_n(row.data(), w.K, dst + (n - n0) * w.K);
+  }
+}
+
+// ---- decode -----------------------------------------------------------------------
+
+void qgemv_affine(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p) {
+  check("qgemv_affine", w.N, w.K, X, M, Y);
+  if (M == 0 || w.N == 0) return;
+  check_affine(w);
+  std::vector<float>& xp = tl_xf;
+  prepare_affine_x(w, X, M, p == Precision::BF16, xp);
+  HWY_DYNAMIC_DISPATCH(QgemvAffine)(w, xp.data(), M, affine_ldx(w), Y);
+}
+
+void qgemv_nf4(const QNf4View& w, const float* X, int64_t M, float* Y, Precision p) {
+  check("qgemv_nf4", w.N, w.K, X, M, Y);
+  if (M == 0 || w.N == 0) return;
+  LQ_CHECK(qgemv_nf4_supported(w), "qgemv_nf4: K={} blocksize={} not supported by the fused kernel", w.K,
+           w.blocksize);
+  HWY_DYNAMIC_DISPATCH(QgemvNf4)(w, X, M, Y, p == Precision::BF16);
+}
+
+void qgemv_fp8(const QFp8View& w, const float* X, int64_t M, const float* act_scale, float* Y, Precision p) {
+  check("qgemv_fp8", w.N, w.K, X, M, Y);
+  if (M == 0 || w.N == 0) return;
+  std::vector<float> xs, rs;
+  prepare_fp8_x(w, X, M, act_scale, p, xs, rs);
+  HWY_DYNAMIC_DISPATCH(QgemvFp8)(w, xs.data(), rs.data(), M, Y);
+}
+
+// ---- prefill ----------------------------------------------------------------------
+
+void qgemm_affine(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p) {
+  check("qgemm_affine", w.N, w.K, X, M, Y);
+  if (M == 0 || w.N == 0) return;
+  check_affine(w);
+  const int64_t K = w.K;
+  // X in kernel column order (no rounding here; the bf16 path rounds it once).
+  std::vector<float> xk;
+  const float* xkp = X;
+  if (w.perm) {
+    xk.resize(size_t(M * K));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k) xk[size_t(m * K + k)] = X[m * K + w.perm[k]];
+    xkp = xk.data();
+  }
+  tiled_gemm(
+      xkp, M, K, w.N, Y, p == Precision::BF16,
+      [&](int64_t a, int64_t b, float* d) { dequant_affine_rows(w, a, b, d); },
+      [&](int64_t a, int64_t b, uint16_t* d) { dequant_affine_rows(w, a, b, d); });
+}
+
+void qgemm_nf4(const QNf4View& w, const float* X, int64_t M, float* Y, Precision p) {
+  check("qgemm_nf4", w.N, w.K, X, M, Y);
+  if (M == 0 || w.N == 0) return;
+  tiled_gemm(
+      X, M, w.K, w.N, Y, p == Precision::BF16,
+      [&](int64_t a, int64_t b, float* d) { dequant_nf4_rows(w, a, b, d); },
+      [&](int64_t a, int64_t b, uint16_t* d) { dequant_nf4_rows(w, a, b, d); });
+}
+
+void qgemm_fp8(const QFp8View& w, const float* X, int64_t M, const float* act_scale, float* Y, Precision p) {
+  check("qgemm_fp8", w.N, w.K, X, M, Y);
+  if (M == 0 || w.N == 0) return;
+  const int64_t K = w.K, N = w.N;
+  std::vector<float> xs, rs;
+  prepare_fp8_x(w, X, M, act_scale, p, xs, rs);
+  // E4M3 weights are exact in bf16; activations are exact in bf16 when they are E4M3
+  // values (W8A8) or already rounded (BF16). Weight-only F32 needs the f32 matmul.
+  const bool bf16 = act_scale != nullptr || p == Precision::BF16;
+  auto deq_f = [&](int64_t a, int64_t b, float* d) {
+    for (int64_t i = a * K; i < b * K; ++i) d[i - a * K] = fp8e4m3_to_f32(w.w[i]);
+  };
+  auto deq_b = [&](int64_t a, int64_t b, uint16_t* d) {
+    for (int64_t i = a * K; i < b * K; ++i) d[i - a * K] = f32_to_bf16(fp8e4m3_to_f32(w.w[i]));
+  };
+  tiled_gemm(xs.data(), M, K, N, Y, bf16, deq_f, deq_b);
+  parallel_for(M, [&](int64_t a, int64_t b) {
+    for (int64_t m = a; m < b; ++m)
+      for (int64_t n = 0; n < N; ++n) Y[m * N + n] = (Y[m * N + n] * rs[size_t(m)]) * w.scale[w.per_channel ? n : 0];
+  });
+}
+
+// ---- references -------------------------------------------------------------------
+
+void qgemv_affine_ref(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p) {
+  check("qgemv_affine_ref", w.N, w.K, X, M, Y);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < w.N; ++n) {
+      double acc = 0.0;
+      for (int64_t g = 0; g < w.n_groups; ++g) {
+        const float s = w.scales[n * w.n_groups + g];
+        const float z = float(w.zeros[n * w.n_groups + g]);
+        for (int64_t k = w.group_start[g]; k < w.group_start[g + 1]; ++k) {
+          float x = X[m * w.K + (w.perm ? w.perm[k] : k)];
+          if (p == Precision::BF16) x = round_bf16(x);
+          acc += double(x) * double(s * (float(qaffine_code(w, n, k)) - z));
+        }
+      }
+      Y[m * w.N + n] = float(acc);
+    }
+}
+
+void qgemv_nf4_ref(const QNf4View& w, const float* X, int64_t M, float* Y, Precision p) {
+  check("qgemv_nf4_ref", w.N, w.K, X, M, Y);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < w.N; ++n) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < w.K; ++k) {
+        float x = X[m * w.K + k];
+        if (p == Precision::BF16) x = round_bf16(x);
+        acc += double(x) * double(nf4_value(w, n * w.K + k));
+      }
+      Y[m * w.N + n] = float(acc);
+    }
+}
+
+void qgemv_fp8_ref(const QFp8View& w, const float* X, int64_t M, const float* act_scale, float* Y, Precision p) {
+  check("qgemv_fp8_ref", w.N, w.K, X, M, Y);
+  for (int64_t m = 0; m < M; ++m) {
+    std::vector<double> x(size_t(w.K));
+    for (int64_t k = 0; k < w.K; ++k) {
+      const float v = X[m * w.K + k];
+      if (act_scale) x[size_t(k)] = double(fp8e4m3_to_f32(f32_to_fp8e4m3(v / act_scale[m]))) * double(act_scale[m]);
+      else x[size_t(k)] = p == Precision::BF16 ? double(round_bf16(v)) : double(v);
+    }
+    for (int64_t n = 0; n < w.N; ++n) {
+      double acc = 0.0;
+      const double s = double(w.scale[w.per_channel ? n : 0]);
+      for (int64_t k = 0; k < w.K; ++k) acc += x[size_t(k)] * (double(fp8e4m3_to_f32(w.w[n * w.K + k])) * s);
+      Y[m * w.N + n] = float(acc);
+    }
+  }
+}
+
+}  // namespace lq::cpu
+
+#endif  // HWY_ONCE

@@ -219,8 +219,7 @@ EvalSummary run_eval(const EvalOptions& o) {
   int64_t overall_done = 0;
   const auto t_start = std::chrono::steady_clock::now();
   for (auto& v : o.variants) {
-    const std::string dir = resolve_model_dir(o, v);
-    // Skip loading the model when every example of the variant is already stored.
+    // Skip loading (and quantizing) the model when every example is already stored.
     int64_t todo = 0;
     for (auto& c : cells) {
       const auto slash = c.task_id.find('/');
@@ -237,6 +236,7 @@ EvalSummary run_eval(const EvalOptions& o) {
                                  (long long)(int64_t(cells.size()) * o.n), o.db_path.c_str());
       continue;
     }
+    const std::string dir = resolve_model_dir(o, v);
     NativeOptions no;
     no.precision = o.precision;
     no.chat_format = o.chat_format;

@@ -20,10 +20,11 @@ Hessian::Hessian(int64_t dim) : dim_(dim), sum_(static_cast<size_t>(dim * dim), 
 void Hessian::add(const float* X, int64_t rows) {
   if (rows <= 0) return;
   const int64_t K = dim_;
-  // fp32 products over chunks of at most kChunk rows, accumulated into double. Only the
+  // fp32 products over chunks of at most kChunk rows, accumulated into double (few, large
+  // sgemm calls: every call is an OpenMP region, and barriers dominate small ones). Only the
   // lower triangle is formed (column tile c0.. against rows c0..K), one column tile at a
   // time so the scratch stays small; matrix() mirrors it.
-  constexpr int64_t kChunk = 512, kTile = 512;
+  constexpr int64_t kChunk = 2048, kTile = 1024;
   tmp_.resize(size_t(K * std::min(K, kTile)));
   for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
     const int64_t r = std::min(kChunk, rows - r0);
@@ -77,7 +78,7 @@ std::vector<double> Hessian::take_matrix() {
 
 namespace {
 
-constexpr int64_t kNb = 128;
+constexpr int64_t kNb = 256;  // diagonal blocks (factorised/inverted in double)
 
 // In-place Cholesky of a small dense lower block (double). False if not PD.
 bool chol_small(std::vector<double>& D, int64_t n) {
@@ -131,13 +132,9 @@ bool cholesky_lower_blocked(std::vector<float>& A, int64_t K) {
     sgemm_abt(R, jb, jb, 1.0f, A.data() + t0 * K + j0, K, DinvF.data(), jb, 0.0f, tmp.data(), jb);
     for (int64_t r = 0; r < R; ++r)
       std::copy(tmp.begin() + r * jb, tmp.begin() + (r + 1) * jb, A.begin() + (t0 + r) * K + j0);
-    // Trailing update of the lower triangle, one column tile at a time.
-    constexpr int64_t kTile = 512;
-    for (int64_t c0 = t0; c0 < K; c0 += kTile) {
-      const int64_t cb = std::min(kTile, K - c0);
-      sgemm_abt(K - c0, cb, jb, -1.0f, A.data() + c0 * K + j0, K, A.data() + c0 * K + j0, K, 1.0f,
-                A.data() + c0 * K + c0, K);
-    }
+    // Trailing update A[t0:, t0:] -= P P^T in one call (the upper triangle it also updates
+    // is never read and is zeroed at the end).
+    sgemm_abt(R, R, jb, -1.0f, A.data() + t0 * K + j0, K, A.data() + t0 * K + j0, K, 1.0f, A.data() + t0 * K + t0, K);
   }
   for (int64_t i = 0; i < K; ++i)
     for (int64_t j = i + 1; j < K; ++j) A[size_t(i * K + j)] = 0.0f;
@@ -158,16 +155,13 @@ std::vector<float> inverse_lower_blocked(const std::vector<float>& L, int64_t K)
     for (int64_t r = 0; r < bb; ++r)
       for (int64_t c = 0; c < bb; ++c) X[size_t((b0 + r) * K + b0 + c)] = float(Di[size_t(r * bb + c)]);
   }
+  // Block row by block row: X[i, :i] = -X_ii (L[i, :i] X[:i, :i]), two sgemm calls per row.
   std::vector<float> S;
-  for (int64_t j0 = 0; j0 < K; j0 += kNb) {
-    const int64_t jb = std::min(kNb, K - j0);
-    for (int64_t i0 = j0 + kNb; i0 < K; i0 += kNb) {
-      const int64_t ib = std::min(kNb, K - i0);
-      // S = L[i0:i0+ib, j0:i0] * X[j0:i0, j0:j0+jb];  X_ij = -X_ii * S
-      S.assign(size_t(ib * jb), 0.0f);
-      sgemm_ab(ib, jb, i0 - j0, 1.0f, L.data() + i0 * K + j0, K, X.data() + j0 * K + j0, K, 0.0f, S.data(), jb);
-      sgemm_ab(ib, jb, ib, -1.0f, X.data() + i0 * K + i0, K, S.data(), jb, 0.0f, X.data() + i0 * K + j0, K);
-    }
+  for (int64_t i0 = kNb; i0 < K; i0 += kNb) {
+    const int64_t ib = std::min(kNb, K - i0);
+    S.assign(size_t(ib * i0), 0.0f);
+    sgemm_ab(ib, i0, i0, 1.0f, L.data() + i0 * K, K, X.data(), K, 0.0f, S.data(), i0);
+    sgemm_ab(ib, i0, ib, -1.0f, X.data() + i0 * K + i0, K, S.data(), i0, 0.0f, X.data() + i0 * K, K);
   }
   return X;
 }
@@ -176,14 +170,26 @@ std::vector<float> inverse_lower_blocked(const std::vector<float>& L, int64_t K)
 
 bool upper_cholesky_of_inverse(const std::vector<float>& A, int64_t n, std::vector<float>& U) {
   // M = J A J (reversed order); M = L L^T; U = J L^-1 J is upper with U^T U = A^-1.
-  std::vector<float> M(static_cast<size_t>(n * n));
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j <= i; ++j) M[size_t(i * n + j)] = A[size_t((n - 1 - j) * n + (n - 1 - i))];  // lower of A
+  // M[i][j] = A[n-1-j][n-1-i] (the lower triangle of A), copied in 64 x 64 tiles.
+  std::vector<float> M(static_cast<size_t>(n * n), 0.0f);
+  constexpr int64_t kT = 64;
+  parallel_for((n + kT - 1) / kT, [&](int64_t b0, int64_t b1) {
+    for (int64_t bi = b0; bi < b1; ++bi)
+      for (int64_t bj = 0; bj <= bi; ++bj)
+        for (int64_t j = bj * kT; j < std::min(n, (bj + 1) * kT); ++j)
+          for (int64_t i = std::max(j, bi * kT); i < std::min(n, (bi + 1) * kT); ++i)
+            M[size_t(i * n + j)] = A[size_t((n - 1 - j) * n + (n - 1 - i))];
+  });
   if (!cholesky_lower_blocked(M, n)) return false;
   const std::vector<float> X = inverse_lower_blocked(M, n);
   U.assign(size_t(n * n), 0.0f);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i; j < n; ++j) U[size_t(i * n + j)] = X[size_t((n - 1 - i) * n + (n - 1 - j))];
+  parallel_for(n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* src = X.data() + (n - 1 - i) * n + (n - 1);
+      float* dst = U.data() + i * n;
+      for (int64_t j = i; j < n; ++j) dst[j] = src[-j];
+    }
+  });
   for (int64_t i = 0; i < n; ++i)
     if (!(U[size_t(i * n + i)] > 0.0f) || !std::isfinite(U[size_t(i * n + i)])) return false;
   return true;

@@ -124,6 +124,8 @@ struct DepthSpec {
   int grid = 40;
 };
 
+// (Named TaskOptions, not GenerateOptions: that name belongs to
+// model/generate.h, and two classes of one name are an ODR violation.)
 struct TaskOptions {
   std::string suite = "ruler", task = "niah_single_1", lang = "en";
   int64_t length = 8192;
@@ -141,12 +143,6 @@ struct TaskOptions {
   // Called after each example (done, total); may be empty.
   std::function<void(int64_t, int64_t)> progress;
 };
-
-// Transitional alias for callers written before the rename (src/eval/runner.cc).
-// The struct was called GenerateOptions, which clashed with lq::GenerateOptions
-// of model/generate.h (an ODR violation that crashed the CLI); use TaskOptions.
-// A TU that includes both headers must not use this alias.
-using GenerateOptions = TaskOptions;
 
 // What a generate call could not do exactly: NoCha claims skipped because
 // their book does not fit, QA examples whose distractor pool ran out.

@@ -132,7 +132,17 @@ TEST(CliEval, GridToReportAndResumeAfterKill) {
     ++lines;
   }
   EXPECT_EQ(lines, want.size());
+  // Intrinsic results: divergence of a cached quantized variant stored in the same database.
+  std::string ids;
+  for (int i = 0; i < 300; ++i) ids += (i ? "," : "") + std::to_string((i * 7919) % 3000 + 10);
+  ASSERT_EQ(sh(kCli + " divergence --base " + m + " --model " + m + " --ids " + ids +
+               " --bucket 100 --db " + db + " --name self --base-name bf16 --json >" + dir + "/dv.json 2>/dev/null"), 0);
+  json dv = json::parse(read_file(dir + "/dv.json"));
+  EXPECT_NEAR(dv["kld_mean"].get<double>(), 0.0, 1e-9);  // a model against itself
+  EXPECT_DOUBLE_EQ(dv["top1_agreement"].get<double>(), 1.0);
+  EXPECT_EQ(dv["by_position"].size(), 3u);
   ASSERT_EQ(sh(kCli + " report --db " + db + " --out " + dir + "/report >/dev/null 2>&1"), 0);
+  EXPECT_NE(read_file(dir + "/report/report.html").find("plot-intrinsic-kld"), std::string::npos);
   for (const char* f : {"report.md", "results.csv", "summary.json", "report.html"})
     EXPECT_TRUE(file_exists(dir + "/report/" + f)) << f;
   json s = json::parse(read_file(dir + "/report/summary.json"));

@@ -5,6 +5,9 @@
 #include <memory>
 
 #include "cli/common.h"
+#include "eval/results_db.h"
+#include "eval/runner.h"
+#include <filesystem>
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
@@ -84,6 +87,11 @@ void cmd_divergence(CLI::App& app) {
   static int64_t ctx = 0, bucket = 1024, chunk = 512;
   static bool as_json = false;
   static int threads = 0;
+  static std::string db_path, name, base_name = "bf16", label;
+  cmd->add_option("--db", db_path, "also store the result in this results database (shown by 'longquant report')");
+  cmd->add_option("--name", name, "with --db: the variant name of --model (registered if new)");
+  cmd->add_option("--base-name", base_name, "with --db: the variant name of --base")->capture_default_str();
+  cmd->add_option("--label", label, "with --db: what was measured (default: text file name or 'ids', plus @tokens)");
   cmd->add_option("--base", base, "reference model directory (e.g. the BF16 checkpoint)")->required();
   cmd->add_option("--model", model, "model directory to compare (e.g. a quantized checkpoint)")->required();
   auto* tf = cmd->add_option("--text-file", text_file, "UTF-8 text, tokenized with the base model's tokenizer");
@@ -126,6 +134,45 @@ void cmd_divergence(CLI::App& app) {
     json j = r.to_json();
     j["tokens"] = int64_t(tokens.size());
     j["precision"] = std::string(precision_name(p));
+    if (!db_path.empty()) {
+      LQ_CHECK(!name.empty(), "--db needs --name (the variant name of --model)");
+      auto db = ResultsDb::open(db_path);
+      auto ensure = [&](const std::string& n, const std::string& dir) {
+        if (db->variant(n)) return;  // defined by an earlier eval or divergence run
+        VariantDef d;
+        d.name = n;
+        d.definition = {{"source", dir}, {"method", "as-is"}, {"settings", json::object()},
+                        {"config_checksum", file_checksum(dir + "/config.json")},
+                        {"precision", std::string(precision_name(p))}};
+        db->register_variant(d);
+      };
+      ensure(base_name, base);
+      ensure(name, model);
+      IntrinsicResult ir;
+      ir.variant = name;
+      ir.baseline = base_name;
+      std::string what = text_file.empty() ? std::string("ids") : std::filesystem::path(text_file).filename().string();
+      ir.label = label.empty() ? fmt::format("{}@{}", what, tokens.size()) : label;
+      ir.tokens = int64_t(tokens.size());
+      ir.kld_mean = r.overall.kld_mean;
+      ir.top1_agreement = r.overall.top1_agreement;
+      ir.ppl_base = r.overall.ppl_base;
+      ir.ppl_model = r.overall.ppl_model;
+      // The report's layout: parallel arrays keyed by bucket end position.
+      json positions = json::array(), kld = json::array(), top1 = json::array(), pb = json::array(),
+           pm = json::array();
+      for (const auto& b : r.by_position) {
+        positions.push_back(b.end);
+        kld.push_back(b.kld_mean);
+        top1.push_back(b.top1_agreement);
+        pb.push_back(b.ppl_base);
+        pm.push_back(b.ppl_model);
+      }
+      ir.by_position = {{"positions", positions}, {"kld", kld}, {"top1", top1}, {"ppl_base", pb}, {"ppl_model", pm}};
+      db->put_intrinsic(ir);
+      std::fprintf(stderr, "stored divergence of %s vs %s as '%s' in %s\n", name.c_str(), base_name.c_str(),
+                   ir.label.c_str(), db_path.c_str());
+    }
     if (as_json) {
       print_json(j);
       return;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "backends/backend.h"
@@ -130,14 +131,106 @@ std::string resolve_model_dir(const EvalOptions& o, const VariantSpec& v) {
 
 }  // namespace
 
+json parse_study_toml(const std::string& text, const std::string& path) {
+  // The subset of TOML a study file needs: `key = value` pairs at top level, values
+  // being "strings", 'literal strings', integers, true/false, or [arrays] of those
+  // (arrays may span lines); # comments. Anything else is an error with its line.
+  json j = json::object();
+  size_t i = 0, line = 1;
+  auto err = [&](const std::string& what) -> void { fail("{}:{}: {}", path, line, what); };
+  auto skip_ws = [&](bool newlines) {
+    while (i < text.size()) {
+      const char c = text[i];
+      if (c == ' ' || c == '\t' || c == '\r') ++i;
+      else if (c == '#') { while (i < text.size() && text[i] != '\n') ++i; }
+      else if (c == '\n' && newlines) { ++i; ++line; }
+      else break;
+    }
+  };
+  std::function<json()> value = [&]() -> json {
+    skip_ws(false);
+    if (i >= text.size()) err("missing value");
+    const char c = text[i];
+    if (c == '"' || c == '\'') {
+      const char q = c;
+      std::string s;
+      ++i;
+      while (i < text.size() && text[i] != q) {
+        if (text[i] == '\n') err("unterminated string");
+        if (q == '"' && text[i] == '\\' && i + 1 < text.size()) {
+          const char e = text[++i];
+          s += e == 'n' ? '\n' : e == 't' ? '\t' : e;
+          ++i;
+          continue;
+        }
+        s += text[i++];
+      }
+      if (i >= text.size()) err("unterminated string");
+      ++i;
+      return s;
+    }
+    if (c == '[') {
+      ++i;
+      json a = json::array();
+      for (;;) {
+        skip_ws(true);
+        if (i < text.size() && text[i] == ']') { ++i; return a; }
+        a.push_back(value());
+        skip_ws(true);
+        if (i < text.size() && text[i] == ',') { ++i; continue; }
+        if (i < text.size() && text[i] == ']') { ++i; return a; }
+        err("expected ',' or ']' in an array");
+      }
+    }
+    std::string tok;
+    while (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '_' ||
+                               text[i] == '-' || text[i] == '+' || text[i] == '.'))
+      tok += text[i++];
+    if (tok == "true") return true;
+    if (tok == "false") return false;
+    std::string digits;
+    for (char d : tok) if (d != '_') digits += d;
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(digits, &used);
+      if (used == digits.size() && !digits.empty()) return v;
+    } catch (...) {
+    }
+    err("unsupported value '" + tok + "' (strings, integers, booleans and arrays are supported)");
+    return nullptr;
+  };
+  for (;;) {
+    skip_ws(true);
+    if (i >= text.size()) break;
+    if (text[i] == '[') err("tables are not supported in a study file: use top-level keys");
+    std::string key;
+    while (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '_' || text[i] == '-'))
+      key += text[i++];
+    if (key.empty()) err("expected a key");
+    skip_ws(false);
+    if (i >= text.size() || text[i] != '=') err("expected '=' after '" + key + "'");
+    ++i;
+    if (j.contains(key)) err("key '" + key + "' given twice");
+    j[key] = value();
+    skip_ws(false);
+    if (i < text.size() && text[i] != '\n') err("unexpected text after the value of '" + key + "'");
+  }
+  return j;
+}
+
 void load_study_file(const std::string& path, EvalOptions* o, bool has_variants, bool has_tasks, bool has_lengths,
                      bool has_langs) {
   const std::string text = read_file(path);
   json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail("{}: invalid JSON: {}", path, e.what());
+  const bool toml = path.size() >= 5 && path.compare(path.size() - 5, 5, ".toml") == 0;
+  if (toml) {
+    j = parse_study_toml(text, path);
+  } else {
+    try {
+      j = json::parse(text);
+    } catch (const json::parse_error& e) {
+      fail("{}: invalid JSON: {}", path, e.what());
+    }
   }
   LQ_CHECK(j.is_object(), "{}: a study file is a JSON object", path);
   static const std::set<std::string> known{"variants", "tasks", "lengths", "langs", "n", "seed", "baseline",

@@ -46,10 +46,13 @@ struct EvalOptions {
   bool quiet = false;
 };
 
-// Reads a study file (JSON): {"variants": ["bf16=DIR", ...], "tasks": [...],
+// Reads a study file: JSON {"variants": ["bf16=DIR", ...], "tasks": [...],
 // "lengths": ["1k", 2048, ...], "langs": [...], "n": 50, "seed": 1,
-// "baseline": "bf16", "oneruler_data": "DIR", "precision": "bf16"}. Fields given
-// on the command line win. Throws lq::Error naming the file and field.
+// "baseline": "bf16", "oneruler_data": "DIR", "precision": "bf16"}, or the same
+// keys as TOML (a file ending in .toml: top-level `key = value`, strings, integers,
+// arrays). Fields given on the command line win. Throws lq::Error naming the file
+// and field (and line, for TOML).
+nlohmann::json parse_study_toml(const std::string& text, const std::string& path);
 void load_study_file(const std::string& path, EvalOptions* o, bool has_variants, bool has_tasks,
                      bool has_lengths, bool has_langs);
 

@@ -2,7 +2,10 @@
 //
 // Dispatch (see matmul.h):
 //   M <= kGemvMaxRows  -> gemv_bf16w (gemv.cc, Highway): memory-bound decode.
-//   M >  kGemvMaxRows  -> gemm_bf16w_onednn: compute-bound prefill.
+//   M >  kGemvMaxRows  -> Precision::BF16 with AMX available (amx_gemm_enabled():
+//                         cpuid + arch_prctl, and LQ_DISABLE_AMX != 1):
+//                         gemm_bf16w_amx (amx_gemm.cc, hand-written AMX-BF16);
+//                         otherwise gemm_bf16w_onednn: compute-bound prefill.
 //
 // oneDNN path, no persistent weight copies (resident memory must stay equal to
 // the mmapped checkpoint):
@@ -36,6 +39,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "kernels/cpu/amx_gemm.h"
 
 namespace lq::cpu {
 
@@ -186,6 +190,7 @@ void matmul_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64
                   Precision p) {
   check_args("matmul_bf16w", X, M, K, W, N, Y);
   if (M <= kGemvMaxRows) gemv_bf16w(X, M, K, W, N, Y, p);
+  else if (p == Precision::BF16 && amx_gemm_enabled()) gemm_bf16w_amx(X, M, K, W, N, Y);
   else gemm_bf16w_onednn(X, M, K, W, N, Y, p);
 }
 

@@ -1,0 +1,332 @@
+// kernels/cpu/amx_gemm.cc: AMX-BF16 GEMM, Y[M, N] = bf16(X)[M, K] · W[N, K]^T.
+//
+// Why: oneDNN 2.6 brgemm reaches ~1.3-1.4 TFLOP/s for the prefill shapes on the
+// 2-core SPR VM; the raw TDPBF16PS peak is ~4.3 TFLOP/s. This kernel computes
+// the transposed product Y^T = W · X^T so that the checkpoint's W[N, K] is the
+// AMX "A" operand and is read in place: a 16 x 32 bf16 A tile is 16 rows of W
+// (stride 2K bytes), no packing and no copy of W.
+//
+// Per call:
+//   1. X is rounded to bf16 (RNE, NaN -> quiet NaN: bit-exact with
+//      core/dtype.h f32_to_bf16, done with AVX-512 integer ops; the hardware
+//      VCVTNE2PS2BF16 is not used because it flushes denormals) and packed into
+//      the VNNI "B" layout: for each block of 16 rows m and each k pair p, one
+//      32-bit unit [x[m][2p], x[m][2p+1]]; a B tile (16 pairs x 16 m) is 1 KiB
+//      contiguous. M is zero-padded to a multiple of 32, K to a multiple of 32.
+//   2. Tails of W are copied into small per-call scratch buffers so no tile
+//      ever reads outside W: the last N % 32 rows (zero-padded to 32 rows, full
+//      K) and the last K % 32 columns of every row (zero-padded to 32 columns).
+//   3. Register block: 2 A tiles (32 rows n) x 2 B tiles (32 columns m) ->
+//      4 C tiles (fp32, 16 n x 16 m); tiles 0-3 = C, 4-5 = A, 6-7 = B.
+//      Loops: K blocks of kKb (the W panel of 32 rows x kKb and the packed X
+//      block of kMb x kKb stay in the 2 MiB L2) -> M blocks of kMb -> the
+//      thread's 32-row N blocks -> 32-column m blocks -> k steps of 32.
+//   4. C tiles are stored to a 4 KiB buffer, transposed 16x16 with AVX-512
+//      shuffles and written (first K block) or added (later K blocks) to Y
+//      with masked row stores (M and N tails).
+// Threads: lq::parallel_for over 32-row N blocks (static, contiguous); every
+// thread configures its own tiles. Each output is accumulated by one thread in
+// an order that does not depend on the thread count: results are identical
+// for any number of threads.
+// Numerics: TDPBF16PS forms exact bf16 x bf16 products, adds pairs and
+// accumulates in fp32 (denormal bf16 inputs are treated as zero by the
+// hardware, as in oneDNN's AMX path); the K-block partial sums are added in
+// fp32. Error is within the fp32 summation bound used by matmul_test.cc.
+//
+// ISA: only the functions marked LQ_AMX_FN are compiled for AMX/AVX-512 (GCC
+// target attributes), so no AMX or AVX-512 instruction can leak into inline
+// functions shared with other translation units; they are called only after
+// amx_available() has checked the CPU and obtained the tile permission.
+
+#include "kernels/cpu/amx_gemm.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/threads.h"
+
+#define LQ_AMX_FN __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw")))
+
+namespace lq::cpu {
+
+namespace {
+
+constexpr int64_t kKb = 2048;  // k per K block (multiple of 32)
+constexpr int64_t kMb = 256;   // rows of X per M block (multiple of 32)
+
+// ---- detection ------------------------------------------------------------
+
+bool detect_amx() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  if (!((c >> 27) & 1u)) return false;  // OSXSAVE
+  uint32_t xlo = 0, xhi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+  if ((xlo & 0xE6u) != 0xE6u) return false;  // OS saves SSE, AVX and AVX-512 state
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool avx512f = (b >> 16) & 1u, avx512bw = (b >> 30) & 1u;
+  const bool amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
+  if (!(avx512f && avx512bw && amx_bf16 && amx_tile)) return false;
+  // Linux >= 5.16: the process must ask for the (large) tile data state.
+  constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+  unsigned long perm = 0;
+  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &perm) != 0) return false;
+  return (perm >> kXfeatureXtiledata) & 1ul;
+}
+
+// ---- AVX-512 helpers ------------------------------------------------------
+
+// In-place transpose of a 16 x 16 matrix of 32-bit elements held in 16 rows.
+LQ_AMX_FN inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // Now r[4q + j] holds, in 128-bit lane L, elements (4L..4L+3) of column group
+  // j of rows 4q..4q+3. Interleave 128-bit lanes across row quads.
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < 4; ++j) {
+      const int a = 8 * h + j, b = 8 * h + 4 + j;
+      t[8 * h + j] = _mm512_shuffle_i32x4(r[a], r[b], 0x88);
+      t[8 * h + 4 + j] = _mm512_shuffle_i32x4(r[a], r[b], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
+  }
+}
+
+// fp32 -> bf16 (in the low 16 bits of each 32-bit lane), exactly as f32_to_bf16.
+LQ_AMX_FN inline __m512i to_bf16_lanes(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i hi = _mm512_srli_epi32(u, 16);
+  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+  const __m512i r =
+      _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __m512i absu = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(absu, _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+}
+
+// 32 fp32 values x[0..kv) (zeros beyond) -> 16 bf16 pairs (x[2p] low, x[2p+1] high).
+LQ_AMX_FN inline __m512i load_pairs(const float* x, int64_t kv) {
+  const __mmask16 m0 = kv >= 16 ? __mmask16(0xffff) : __mmask16((1u << kv) - 1u);
+  const __mmask16 m1 =
+      kv >= 32 ? __mmask16(0xffff) : kv > 16 ? __mmask16((1u << (kv - 16)) - 1u) : __mmask16(0);
+  const __m512i r0 = to_bf16_lanes(_mm512_maskz_loadu_ps(m0, x));
+  const __m512i r1 = to_bf16_lanes(_mm512_maskz_loadu_ps(m1, x + 16));
+  // Word i of the result = low word of lane i of r0 (i < 16) / lane i-16 of r1.
+  alignas(64) static const uint16_t kIdx[32] = {0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20,
+                                                22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42,
+                                                44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
+  return _mm512_permutex2var_epi16(r0, _mm512_load_si512(kIdx), r1);
+}
+
+// Packs rows [16 j, 16 j + 16) of X into the VNNI B layout (see file comment):
+// xp32[(j * KP2 + p) * 16 + i] = pair(X[16 j + i], p), KP2 = Kp / 2.
+LQ_AMX_FN void pack_x_block(const float* X, int64_t M, int64_t K, int64_t Kp, int64_t j,
+                            uint32_t* xp32) {
+  const int64_t KP2 = Kp / 2;
+  __m512i r[16];
+  for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
+    const int64_t kv = std::min<int64_t>(32, K - k0);
+    for (int i = 0; i < 16; ++i) {
+      const int64_t m = 16 * j + i;
+      r[i] = m < M ? load_pairs(X + m * K + k0, kv) : _mm512_setzero_si512();
+    }
+    transpose16(r);
+    uint32_t* dst = xp32 + (j * KP2 + k0 / 2) * 16;
+    for (int p = 0; p < 16; ++p) _mm512_storeu_si512(dst + 16 * p, r[p]);
+  }
+}
+
+// ---- AMX kernel -----------------------------------------------------------
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+static_assert(sizeof(TileConfig) == 64);
+
+struct Problem {
+  int64_t M, K, N, Mp, Kp;
+  const uint16_t* W;
+  const uint16_t* xp;     // packed X, Mp x Kp bf16
+  const uint16_t* wtail;  // 32 x K: W rows [N32, N) zero-padded (when N % 32 != 0)
+  const uint16_t* ktail;  // Np x 32: W[:, K32:K) zero-padded (when K % 32 != 0)
+  int64_t n_full;         // number of 32-row blocks read straight from W
+  float* Y;
+};
+
+// Writes (first) or adds the 32 x 32 block of C tiles to Y[m0.., n0..].
+LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t n0, int64_t m0,
+                                  bool first) {
+  for (int c = 0; c < 4; ++c) {
+    const int64_t nt = n0 + 16 * (c >> 1), mt = m0 + 16 * (c & 1);
+    const int64_t nv = std::min<int64_t>(16, pr.N - nt);
+    if (nv <= 0 || mt >= pr.M) continue;
+    const __mmask16 mask = nv >= 16 ? __mmask16(0xffff) : __mmask16((1u << nv) - 1u);
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(cbuf + 256 * c + 16 * i);
+    transpose16(r);
+    const int64_t mv = std::min<int64_t>(16, pr.M - mt);
+    for (int64_t j = 0; j < mv; ++j) {
+      float* y = pr.Y + (mt + j) * pr.N + nt;
+      __m512 v = _mm512_castsi512_ps(r[j]);
+      if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, y));
+      _mm512_mask_storeu_ps(y, mask, v);
+    }
+  }
+}
+
+// Computes the 32-row N blocks [b0, b1) of Y on the calling thread.
+LQ_AMX_FN void run_blocks(const Problem& pr, int64_t b0, int64_t b1) {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof(cfg));
+  cfg.palette_id = 1;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+
+  alignas(64) float cbuf[4 * 256];
+  const int64_t K = pr.K, KP2 = pr.Kp / 2;
+  const int64_t steps = pr.Kp / 32, full_steps = K / 32;
+  const long wstride = long(K * 2);
+  for (int64_t s0 = 0; s0 < steps; s0 += kKb / 32) {
+    const int64_t s1 = std::min(steps, s0 + kKb / 32), s1f = std::min(s1, full_steps);
+    const bool first = s0 == 0;
+    for (int64_t mb = 0; mb < pr.Mp; mb += kMb) {
+      const int64_t mb1 = std::min(pr.Mp, mb + kMb);
+      for (int64_t nb = b0; nb < b1; ++nb) {
+        const uint16_t* w0 = nb < pr.n_full ? pr.W + nb * 32 * K : pr.wtail;
+        const uint16_t* w1 = w0 + 16 * K;
+        for (int64_t m = mb; m < mb1; m += 32) {
+          const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
+          const uint16_t* x1 = x0 + KP2 * 32;
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+          for (int64_t s = s0; s < s1f; ++s) {
+            _tile_loadd(4, w0 + 32 * s, wstride);
+            _tile_loadd(6, x0 + 512 * s, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(7, x1 + 512 * s, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_loadd(5, w1 + 32 * s, wstride);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
+          if (s1 > s1f) {  // the K tail step, from the zero-padded copy of W[:, K32:K)
+            const int64_t s = full_steps;
+            const uint16_t* k0 = pr.ktail + nb * 32 * 32;
+            _tile_loadd(4, k0, 64);
+            _tile_loadd(6, x0 + 512 * s, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(7, x1 + 512 * s, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_loadd(5, k0 + 16 * 32, 64);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
+          _tile_stored(0, cbuf, 64);
+          _tile_stored(1, cbuf + 256, 64);
+          _tile_stored(2, cbuf + 512, 64);
+          _tile_stored(3, cbuf + 768, 64);
+          store_block(pr, cbuf, nb * 32, m, first);
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+void check_args(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, const float* Y) {
+  LQ_CHECK(M >= 0 && K >= 0 && N >= 0, "gemm_bf16w_amx: negative shape M={} K={} N={}", M, K, N);
+  if (M == 0 || N == 0) return;
+  LQ_CHECK(Y != nullptr, "gemm_bf16w_amx: null output Y for M={} N={}", M, N);
+  if (K > 0)
+    LQ_CHECK(X != nullptr && W != nullptr,
+             "gemm_bf16w_amx: null input (X={}, W={}) for M={} K={} N={}",
+             static_cast<const void*>(X), static_cast<const void*>(W), M, K, N);
+}
+
+// Per calling thread, reused across calls (no fresh page faults per call).
+thread_local std::vector<uint32_t> tl_xpacked;
+thread_local std::vector<uint16_t> tl_wtail;
+thread_local std::vector<uint16_t> tl_ktail;
+
+}  // namespace
+
+bool amx_available() {
+  static const bool ok = detect_amx();
+  return ok;
+}
+
+bool amx_gemm_enabled() {
+  static const bool ok = [] {
+    const char* e = std::getenv("LQ_DISABLE_AMX");
+    if (e != nullptr && std::strcmp(e, "1") == 0) return false;
+    return amx_available();
+  }();
+  return ok;
+}
+
+void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y) {
+  check_args(X, M, K, W, N, Y);
+  LQ_CHECK(amx_available(), "gemm_bf16w_amx: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})",
+           M, K, N);
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    std::fill(Y, Y + M * N, 0.0f);
+    return;
+  }
+  const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32, Np = (N + 31) / 32 * 32;
+  const int64_t N32 = N / 32 * 32, K32 = K / 32 * 32;
+
+  std::vector<uint32_t>& xp = tl_xpacked;
+  if (int64_t(xp.size()) < Mp * Kp / 2) xp.resize(size_t(Mp * Kp / 2));
+  uint32_t* xp32 = xp.data();
+  parallel_for(Mp / 16, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xp32);
+  });
+
+  Problem pr{M, K, N, Mp, Kp, W, reinterpret_cast<const uint16_t*>(xp32), nullptr, nullptr,
+             N32 / 32, Y};
+  if (N32 < N) {
+    std::vector<uint16_t>& wt = tl_wtail;
+    wt.assign(size_t(32 * K), 0);
+    std::copy(W + N32 * K, W + N * K, wt.begin());
+    pr.wtail = wt.data();
+  }
+  if (K32 < K) {
+    std::vector<uint16_t>& kt = tl_ktail;
+    kt.assign(size_t(Np * 32), 0);
+    for (int64_t n = 0; n < N; ++n) std::copy(W + n * K + K32, W + (n + 1) * K, kt.begin() + n * 32);
+    pr.ktail = kt.data();
+  }
+  parallel_for(Np / 32, [&](int64_t b, int64_t e) { run_blocks(pr, b, e); });
+}
+
+}  // namespace lq::cpu

@@ -1,0 +1,206 @@
+// kernels/cpu/amx_gemm_test.cc: the AMX-BF16 GEMM against the scalar reference.
+//
+// Reference: matmul_bf16w_ref(..., Precision::BF16) rounds X to bf16 and sums the
+// exact products in double; its only error is the final rounding to float.
+//
+// Tolerance (same as matmul_test.cc, and why): the AMX kernel forms every
+// bf16 x bf16 product exactly and sums K of them in fp32 (pairs inside
+// TDPBF16PS, then the tile accumulator, then K-block partial sums), so for any
+// order the error is <= (K - 1) u S / (1 - (K - 1) u), u = 2^-24,
+// S = sum_k |x_k w_k|; the reference adds <= u S. Allowed:
+//     |y - y_ref| <= (K + 2) * 2^-24 * S + 1e-30      (1e-30 only covers S = 0).
+// Packing/indexing/transposition mistakes give errors of order S / K or more;
+// OneHotIsExact checks bit-exact results where no rounding can happen (so the
+// bf16 rounding of X must equal core/dtype.h f32_to_bf16 exactly).
+// All tests GTEST_SKIP when the CPU/OS has no AMX.
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/threads.h"
+#include "kernels/cpu/amx_gemm.h"
+#include "kernels/cpu/matmul.h"
+
+namespace lq::cpu {
+namespace {
+
+#define LQ_REQUIRE_AMX()                                                            \
+  do {                                                                              \
+    if (!amx_available()) GTEST_SKIP() << "CPU/OS without AMX-BF16: nothing to test"; \
+  } while (0)
+
+class ThreadCount {
+ public:
+  explicit ThreadCount(int n) : saved_(num_threads()) { set_num_threads(n); }
+  ~ThreadCount() { set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+struct Problem {
+  int64_t M, K, N;
+  std::vector<float> X;
+  std::vector<uint16_t> W;
+};
+
+Problem make_problem(int64_t M, int64_t K, int64_t N, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> ux(-2.0f, 2.0f), uw(-0.5f, 0.5f);
+  Problem p{M, K, N, std::vector<float>(size_t(M * K)), std::vector<uint16_t>(size_t(N * K))};
+  for (auto& x : p.X) x = ux(rng);
+  for (auto& w : p.W) w = f32_to_bf16(uw(rng));
+  return p;
+}
+
+std::vector<float> run_amx(const Problem& p) {
+  std::vector<float> Y(size_t(p.M * p.N), std::numeric_limits<float>::quiet_NaN());
+  gemm_bf16w_amx(p.X.data(), p.M, p.K, p.W.data(), p.N, Y.data());
+  return Y;
+}
+
+// Compares with the reference for 1 and 2 threads; the two thread counts must
+// also agree bit for bit (each output is summed by one thread in a fixed order).
+void check_shape(int64_t M, int64_t K, int64_t N, uint32_t seed) {
+  const Problem p = make_problem(M, K, N, seed);
+  std::vector<float> ref(size_t(M * N));
+  matmul_bf16w_ref(p.X.data(), M, K, p.W.data(), N, ref.data(), Precision::BF16);
+  std::vector<double> xr(size_t(K));
+  std::vector<float> y1;
+  for (int threads : {1, 2}) {
+    ThreadCount tc(threads);
+    const std::vector<float> Y = run_amx(p);
+    int bad = 0;
+    for (int64_t m = 0; m < M && bad < 3; ++m) {
+      for (int64_t k = 0; k < K; ++k) xr[k] = std::fabs(double(round_bf16(p.X[m * K + k])));
+      for (int64_t n = 0; n < N && bad < 3; ++n) {
+        double S = 0;
+        for (int64_t k = 0; k < K; ++k) S += xr[k] * std::fabs(double(bf16_to_f32(p.W[n * K + k])));
+        const double tol = double(K + 2) * std::ldexp(1.0, -24) * S + 1e-30;
+        const double err = std::fabs(double(Y[m * N + n]) - double(ref[m * N + n]));
+        if (!(err <= tol))
+          ADD_FAILURE() << "M=" << M << " K=" << K << " N=" << N << " threads=" << threads << " at ("
+                        << m << "," << n << "): got " << Y[m * N + n] << " want " << ref[m * N + n]
+                        << " err " << err << " tol " << tol << (++bad, "");
+      }
+    }
+    if (threads == 1) {
+      y1 = Y;
+    } else {
+      for (int64_t i = 0; i < M * N; ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(y1[i]), std::bit_cast<uint32_t>(Y[i]))
+            << "1 vs 2 threads differ at " << i << " M=" << M << " K=" << K << " N=" << N;
+    }
+  }
+}
+
+const int64_t kMs[] = {5, 16, 17, 100, 512};
+const int64_t kKs[] = {32, 64, 96, 100, 2048};
+const int64_t kNs[] = {16, 17, 64, 130, 2048};
+
+// Shapes up to 2^22 multiply-adds here; the rest in MatchesReferenceSlow.
+constexpr int64_t kFastMacs = int64_t(1) << 22;
+
+TEST(AmxGemm, MatchesReference) {
+  LQ_REQUIRE_AMX();
+  uint32_t seed = 1;
+  for (int64_t M : kMs)
+    for (int64_t K : kKs)
+      for (int64_t N : kNs) {
+        ++seed;
+        if (M * K * N <= kFastMacs) check_shape(M, K, N, seed);
+      }
+  // Several K blocks (kKb = 2048) plus a K tail; several M blocks (kMb = 256).
+  check_shape(7, 4196, 33, 1001);
+  check_shape(300, 64, 48, 1002);
+  check_shape(33, 31, 20, 1003);  // K < 32: only the tail step
+  check_shape(6, 1, 3, 1004);
+}
+
+TEST(AmxGemm, MatchesReferenceSlow) {
+  LQ_REQUIRE_AMX();
+  uint32_t seed = 1;
+  for (int64_t M : kMs)
+    for (int64_t K : kKs)
+      for (int64_t N : kNs) {
+        ++seed;
+        if (M * K * N > kFastMacs) check_shape(M, K, N, seed);
+      }
+  check_shape(260, 4100, 70, 2001);
+}
+
+// W row n has a single 1.0 at column (3 n + 1) mod K: Y[m, n] must equal
+// round_bf16(X[m, col]) exactly. X includes exact ties of the bf16 rounding.
+TEST(AmxGemm, OneHotIsExact) {
+  LQ_REQUIRE_AMX();
+  const int64_t M = 37, K = 70, N = 45;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> ux(-100.0f, 100.0f);
+  std::vector<float> X(size_t(M * K));
+  for (int64_t i = 0; i < M * K; ++i) {
+    const float v = ux(rng);
+    // Every third element: a tie (low 16 bits exactly 0x8000), odd and even cases.
+    X[i] = i % 3 == 0 ? std::bit_cast<float>((std::bit_cast<uint32_t>(v) & 0xffff0000u) | 0x8000u) : v;
+  }
+  std::vector<uint16_t> W(size_t(N * K), 0);
+  for (int64_t n = 0; n < N; ++n) W[n * K + (3 * n + 1) % K] = f32_to_bf16(1.0f);
+  std::vector<float> Y(size_t(M * N));
+  for (int threads : {1, 2}) {
+    ThreadCount tc(threads);
+    gemm_bf16w_amx(X.data(), M, K, W.data(), N, Y.data());
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n)
+        ASSERT_EQ(std::bit_cast<uint32_t>(Y[m * N + n]),
+                  std::bit_cast<uint32_t>(round_bf16(X[m * K + (3 * n + 1) % K])))
+            << "m=" << m << " n=" << n << " threads=" << threads;
+  }
+}
+
+TEST(AmxGemm, DeterministicRunToRun) {
+  LQ_REQUIRE_AMX();
+  const Problem p = make_problem(70, 2100, 96, 11);
+  for (int threads : {1, 2}) {
+    ThreadCount tc(threads);
+    const std::vector<float> a = run_amx(p), b = run_amx(p);
+    for (size_t i = 0; i < a.size(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(a[i]), std::bit_cast<uint32_t>(b[i])) << i;
+  }
+}
+
+// The dispatcher uses the AMX kernel for BF16 prefill unless LQ_DISABLE_AMX=1.
+TEST(AmxGemm, DispatchMatchesAmxKernel) {
+  LQ_REQUIRE_AMX();
+  const Problem p = make_problem(40, 200, 50, 12);
+  std::vector<float> Y(size_t(p.M * p.N));
+  matmul_bf16w(p.X.data(), p.M, p.K, p.W.data(), p.N, Y.data(), Precision::BF16);
+  const std::vector<float> A = run_amx(p);
+  if (amx_gemm_enabled()) {
+    for (size_t i = 0; i < A.size(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(A[i]), std::bit_cast<uint32_t>(Y[i])) << i;
+  }
+}
+
+TEST(AmxGemm, EmptyShapesAndBadArguments) {
+  LQ_REQUIRE_AMX();
+  float X[4] = {1, 2, 3, 4}, Y[6] = {9, 9, 9, 9, 9, 9};
+  uint16_t W[4] = {0, 0, 0, 0};
+  gemm_bf16w_amx(X, 0, 2, W, 2, Y);
+  gemm_bf16w_amx(X, 2, 2, W, 0, Y);
+  EXPECT_EQ(Y[0], 9.0f);
+  gemm_bf16w_amx(nullptr, 2, 0, nullptr, 3, Y);  // K = 0: Y = 0
+  for (float y : Y) EXPECT_EQ(y, 0.0f);
+  EXPECT_THROW(gemm_bf16w_amx(X, -1, 2, W, 2, Y), Error);
+  EXPECT_THROW(gemm_bf16w_amx(X, 1, 2, W, 2, nullptr), Error);
+  EXPECT_THROW(gemm_bf16w_amx(X, 1, 2, nullptr, 2, Y), Error);
+}
+
+}  // namespace
+}  // namespace lq::cpu

@@ -24,8 +24,6 @@ void print_json(const nlohmann::json& j, bool pretty = false);
 int64_t peak_rss_bytes();
 // Current resident set size of this process, bytes.
 int64_t current_rss_bytes();
-// "Intel(R) Xeon(R) ..." from /proc/cpuinfo.
-std::string cpu_model_name();
 
 void register_engine_commands(CLI::App& app);   // info tokenize logits generate bench synth
 void register_quant_commands(CLI::App& app);    // quantize divergence

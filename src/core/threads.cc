@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <fstream>
 #include <mutex>
 
 namespace lq {
@@ -13,6 +14,18 @@ int hardware_threads() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1, omp_get_num_procs());
+}
+
+std::string cpu_model_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto p = line.find(':');
+      if (p != std::string::npos && p + 2 <= line.size()) return line.substr(p + 2);
+    }
+  }
+  return "unknown";
 }
 
 void set_num_threads(int n) { omp_set_num_threads(n <= 0 ? hardware_threads() : n); }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 namespace lq {
 
@@ -15,6 +16,8 @@ void set_num_threads(int n);
 int num_threads();
 // Hardware threads available to this process.
 int hardware_threads();
+// The CPU's model name from /proc/cpuinfo ("unknown" if unavailable).
+std::string cpu_model_name();
 
 // Run fn(begin, end) over [0, n) split into contiguous chunks, one per thread
 // (static partition; chunks are multiples of `grain`).

@@ -306,7 +306,7 @@ EvalSummary run_eval(const EvalOptions& o) {
                     {"precision", std::string(precision_name(o.precision))}};
     db->register_variant(d);
   }
-  const int64_t run_id = db->register_run(make_run_info(o.command_line, num_threads(), ""));
+  const int64_t run_id = db->register_run(make_run_info(o.command_line, num_threads(), cpu_model_name()));
 
   const int64_t total = int64_t(o.variants.size() * cells.size()) * o.n;
   int64_t overall_done = 0;
@@ -390,9 +390,14 @@ EvalSummary run_eval(const EvalOptions& o) {
     }
     prog.finish();
     if (!o.quiet) {
+      // Overall: rate over the examples this run actually evaluated, ETA for the rest.
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      std::fprintf(stderr, "overall: %lld/%lld examples, %s elapsed\n", (long long)overall_done, (long long)total,
-                   format_duration(el).c_str());
+      const int64_t ran = sum.done + sum.failed;
+      const double rate = el > 0 ? double(ran) / el : 0.0;
+      std::string eta = rate > 0 && overall_done < total ? ", ETA " + format_duration(double(total - overall_done) / rate) : "";
+      std::fprintf(stderr, "overall: %lld/%lld examples (%.0f%%), %.2f ex/s, %s elapsed%s\n", (long long)overall_done,
+                   (long long)total, 100.0 * double(overall_done) / double(total), rate, format_duration(el).c_str(),
+                   eta.c_str());
     }
   }
   db->finish_run(run_id);

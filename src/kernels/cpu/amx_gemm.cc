@@ -24,10 +24,11 @@
 //   4. C tiles are stored to a 4 KiB buffer, transposed 16x16 with AVX-512
 //      shuffles and written (first K block) or added (later K blocks) to Y
 //      with masked row stores (M and N tails).
-// Threads: lq::parallel_for over 32-row N blocks (static, contiguous); every
-// thread configures its own tiles. Each output is accumulated by one thread in
-// an order that does not depend on the thread count: results are identical
-// for any number of threads.
+// Threads: lq::parallel_run; 32-row N blocks are claimed dynamically within
+// each (K block, M block) phase (see run_worker); every thread configures its
+// own tiles. Each output is accumulated in an order that does not depend on
+// the thread count or on which thread claims it: results are identical for
+// any number of threads.
 // Numerics: TDPBF16PS forms exact bf16 x bf16 products, adds pairs and
 // accumulates in fp32 (denormal bf16 inputs are treated as zero by the
 // hardware, as in oneDNN's AMX path); the K-block partial sums are added in
@@ -46,12 +47,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "core/error.h"
 #include "core/threads.h"
+
+// GCC 12's AVX-512 intrinsics build their "undefined" pass-through operands as
+// self-initialised locals, which -Wuninitialized reports once they are inlined
+// into target-attributed functions; the values are never used.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #define LQ_AMX_FN __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw")))
 
@@ -171,9 +179,6 @@ struct Problem {
   int64_t M, K, N, Mp, Kp;
   const uint16_t* W;
   const uint16_t* xp;     // packed X, Mp x Kp bf16
-  const uint16_t* wtail;  // 32 x K: W rows [N32, N) zero-padded (when N % 32 != 0)
-  const uint16_t* ktail;  // Np x 32: W[:, K32:K) zero-padded (when K % 32 != 0)
-  int64_t n_full;         // number of 32-row blocks read straight from W
   float* Y;
 };
 
@@ -198,8 +203,37 @@ LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t 
   }
 }
 
-// Computes the 32-row N blocks [b0, b1) of Y on the calling thread.
-LQ_AMX_FN void run_blocks(const Problem& pr, int64_t b0, int64_t b1) {
+// Copies W rows [n0, n0 + 32) x k steps [s0, s1) into wpk as A tiles:
+// wpk[((s - s0) * 32 + r) * 32 + c] = W[n0 + r][32 s + c], zero outside W.
+// The tiles then load with a 64-byte stride: reading W in place with its 2K-byte
+// row stride puts all 16 rows of a tile in one L1 set when K is a multiple of
+// 2048 (the usual case) and measured ~1.5x slower.
+LQ_AMX_FN void pack_w_panel(const uint16_t* W, int64_t K, int64_t N, int64_t n0, int64_t s0,
+                            int64_t s1, uint16_t* wpk) {
+  for (int r = 0; r < 32; ++r) {
+    const int64_t n = n0 + r;
+    uint16_t* dst = wpk + 32 * r;
+    if (n >= N) {
+      for (int64_t s = s0; s < s1; ++s) _mm512_storeu_si512(dst + (s - s0) * 1024, _mm512_setzero_si512());
+      continue;
+    }
+    const uint16_t* src = W + n * K;
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t kv = std::min<int64_t>(32, K - 32 * s);
+      const __mmask32 mask = kv >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << kv) - 1u);
+      _mm512_storeu_si512(dst + (s - s0) * 1024, _mm512_maskz_loadu_epi16(mask, src + 32 * s));
+    }
+  }
+}
+
+// One worker thread's share of Y. Work is split into phases (K block s0, M block
+// mb), in that order; within a phase the 32-row N blocks are claimed
+// dynamically from next[phase] (the shared VM's cores are often unequally
+// loaded, a static split waits for the slowest). A barrier separates K blocks,
+// since K block s0 > 0 adds to the Y values of block s0 - 1. Every output is
+// still summed in the same order (k steps, then K blocks) whichever thread
+// computes it, so results are identical for any thread count.
+LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>* next) {
   TileConfig cfg;
   std::memset(&cfg, 0, sizeof(cfg));
   cfg.palette_id = 1;
@@ -210,17 +244,20 @@ LQ_AMX_FN void run_blocks(const Problem& pr, int64_t b0, int64_t b1) {
   _tile_loadconfig(&cfg);
 
   alignas(64) float cbuf[4 * 256];
-  const int64_t K = pr.K, KP2 = pr.Kp / 2;
-  const int64_t steps = pr.Kp / 32, full_steps = K / 32;
-  const long wstride = long(K * 2);
+  const int64_t KP2 = pr.Kp / 2, steps = pr.Kp / 32, nblocks = (pr.N + 31) / 32;
+  int64_t phase = 0;
   for (int64_t s0 = 0; s0 < steps; s0 += kKb / 32) {
-    const int64_t s1 = std::min(steps, s0 + kKb / 32), s1f = std::min(s1, full_steps);
+    const int64_t s1 = std::min(steps, s0 + kKb / 32);
     const bool first = s0 == 0;
-    for (int64_t mb = 0; mb < pr.Mp; mb += kMb) {
+    if (!first) {
+#pragma omp barrier
+    }
+    for (int64_t mb = 0; mb < pr.Mp; mb += kMb, ++phase) {
       const int64_t mb1 = std::min(pr.Mp, mb + kMb);
-      for (int64_t nb = b0; nb < b1; ++nb) {
-        const uint16_t* w0 = nb < pr.n_full ? pr.W + nb * 32 * K : pr.wtail;
-        const uint16_t* w1 = w0 + 16 * K;
+      for (;;) {
+        const int64_t nb = next[phase].fetch_add(1, std::memory_order_relaxed);
+        if (nb >= nblocks) break;
+        pack_w_panel(pr.W, pr.K, pr.N, nb * 32, s0, s1, wpk);
         for (int64_t m = mb; m < mb1; m += 32) {
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
@@ -228,25 +265,14 @@ LQ_AMX_FN void run_blocks(const Problem& pr, int64_t b0, int64_t b1) {
           _tile_zero(1);
           _tile_zero(2);
           _tile_zero(3);
-          for (int64_t s = s0; s < s1f; ++s) {
-            _tile_loadd(4, w0 + 32 * s, wstride);
+          for (int64_t s = s0; s < s1; ++s) {
+            const uint16_t* a = wpk + (s - s0) * 1024;
+            _tile_loadd(4, a, 64);
             _tile_loadd(6, x0 + 512 * s, 64);
             _tile_dpbf16ps(0, 4, 6);
             _tile_loadd(7, x1 + 512 * s, 64);
             _tile_dpbf16ps(1, 4, 7);
-            _tile_loadd(5, w1 + 32 * s, wstride);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-          }
-          if (s1 > s1f) {  // the K tail step, from the zero-padded copy of W[:, K32:K)
-            const int64_t s = full_steps;
-            const uint16_t* k0 = pr.ktail + nb * 32 * 32;
-            _tile_loadd(4, k0, 64);
-            _tile_loadd(6, x0 + 512 * s, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_loadd(7, x1 + 512 * s, 64);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_loadd(5, k0 + 16 * 32, 64);
+            _tile_loadd(5, a + 512, 64);
             _tile_dpbf16ps(2, 5, 6);
             _tile_dpbf16ps(3, 5, 7);
           }
@@ -274,8 +300,6 @@ void check_args(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t
 
 // Per calling thread, reused across calls (no fresh page faults per call).
 thread_local std::vector<uint32_t> tl_xpacked;
-thread_local std::vector<uint16_t> tl_wtail;
-thread_local std::vector<uint16_t> tl_ktail;
 
 }  // namespace
 
@@ -302,8 +326,7 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
     std::fill(Y, Y + M * N, 0.0f);
     return;
   }
-  const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32, Np = (N + 31) / 32 * 32;
-  const int64_t N32 = N / 32 * 32, K32 = K / 32 * 32;
+  const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
 
   std::vector<uint32_t>& xp = tl_xpacked;
   if (int64_t(xp.size()) < Mp * Kp / 2) xp.resize(size_t(Mp * Kp / 2));
@@ -312,21 +335,16 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
     for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xp32);
   });
 
-  Problem pr{M, K, N, Mp, Kp, W, reinterpret_cast<const uint16_t*>(xp32), nullptr, nullptr,
-             N32 / 32, Y};
-  if (N32 < N) {
-    std::vector<uint16_t>& wt = tl_wtail;
-    wt.assign(size_t(32 * K), 0);
-    std::copy(W + N32 * K, W + N * K, wt.begin());
-    pr.wtail = wt.data();
-  }
-  if (K32 < K) {
-    std::vector<uint16_t>& kt = tl_ktail;
-    kt.assign(size_t(Np * 32), 0);
-    for (int64_t n = 0; n < N; ++n) std::copy(W + n * K + K32, W + (n + 1) * K, kt.begin() + n * 32);
-    pr.ktail = kt.data();
-  }
-  parallel_for(Np / 32, [&](int64_t b, int64_t e) { run_blocks(pr, b, e); });
+  Problem pr{M, K, N, Mp, Kp, W, reinterpret_cast<const uint16_t*>(xp32), Y};
+  const int64_t phases = (Kp / 32 + kKb / 32 - 1) / (kKb / 32) * ((Mp + kMb - 1) / kMb);
+  std::vector<std::atomic<int64_t>> next(static_cast<size_t>(phases));
+  for (auto& c : next) c.store(0, std::memory_order_relaxed);
+  parallel_run([&](int, int) {
+    // Transient W panel (32 rows x kKb, 128 KiB), per worker thread.
+    thread_local std::vector<uint16_t> wpk;
+    if (wpk.size() < size_t(32 * kKb)) wpk.resize(size_t(32 * kKb));
+    run_worker(pr, wpk.data(), next.data());
+  });
 }
 
 }  // namespace lq::cpu

@@ -73,7 +73,7 @@ void check_shape(int64_t M, int64_t K, int64_t N, uint32_t seed) {
   const Problem p = make_problem(M, K, N, seed);
   std::vector<float> ref(size_t(M * N));
   matmul_bf16w_ref(p.X.data(), M, K, p.W.data(), N, ref.data(), Precision::BF16);
-  std::vector<double> xr(size_t(K));
+  std::vector<double> xr(static_cast<size_t>(K));
   std::vector<float> y1;
   for (int threads : {1, 2}) {
     ThreadCount tc(threads);

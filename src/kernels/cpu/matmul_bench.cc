@@ -3,6 +3,7 @@
 //
 //   BM_GemvBf16/N/K/M     decode: bytes/s of weights streamed (compare with BM_ReadBandwidth)
 //   BM_GemmBf16/N/K/M     prefill, Precision::BF16 (oneDNN bf16, AMX if present): FLOP/s
+//   BM_GemmAmxBf16/N/K/M  prefill, Precision::BF16, hand-written AMX kernel (amx_gemm.cc): FLOP/s
 //   BM_GemmF32/N/K/M      prefill, Precision::F32 (fp32 x bf16 weights): FLOP/s
 //   BM_ReadBandwidth      measure_read_bandwidth(1 GiB): bytes/s
 //
@@ -20,6 +21,7 @@
 
 #include "core/dtype.h"
 #include "core/threads.h"
+#include "kernels/cpu/amx_gemm.h"
 #include "kernels/cpu/matmul.h"
 
 namespace lq::cpu {
@@ -50,13 +52,18 @@ std::vector<float> activations(int64_t M, int64_t K) {
   return x;
 }
 
-void run(benchmark::State& state, Precision p, bool gemv) {
+void run(benchmark::State& state, Precision p, bool gemv, bool amx = false) {
   const int64_t N = state.range(0), K = state.range(1), M = state.range(2);
+  if (amx && !amx_available()) {
+    state.SkipWithError("no AMX-BF16 on this CPU/OS");
+    return;
+  }
   const auto& W = weights(N, K);
   const auto X = activations(M, K);
   std::vector<float> Y(size_t(M * N));
   for (auto _ : state) {
     if (gemv) gemv_bf16w(X.data(), M, K, W.data(), N, Y.data(), p);
+    else if (amx) gemm_bf16w_amx(X.data(), M, K, W.data(), N, Y.data());
     else gemm_bf16w_onednn(X.data(), M, K, W.data(), N, Y.data(), p);
     benchmark::DoNotOptimize(Y.data());
     benchmark::ClobberMemory();
@@ -68,7 +75,7 @@ void run(benchmark::State& state, Precision p, bool gemv) {
     state.counters["FLOP/s"] =
         benchmark::Counter(2.0 * double(M) * double(N) * double(K),
                            benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
-    state.SetLabel(onednn_impl_name(M, K, N, p));
+    state.SetLabel(amx ? "amx_gemm" : onednn_impl_name(M, K, N, p));
   }
 }
 
@@ -76,6 +83,7 @@ void BM_GemvBf16(benchmark::State& state) { run(state, Precision::BF16, true); }
 void BM_GemvF32(benchmark::State& state) { run(state, Precision::F32, true); }
 void BM_GemmBf16(benchmark::State& state) { run(state, Precision::BF16, false); }
 void BM_GemmF32(benchmark::State& state) { run(state, Precision::F32, false); }
+void BM_GemmAmxBf16(benchmark::State& state) { run(state, Precision::BF16, false, true); }
 
 // {N, K, M}
 BENCHMARK(BM_GemvBf16)
@@ -83,6 +91,10 @@ BENCHMARK(BM_GemvBf16)
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GemvF32)->Args({8192, 2048, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GemmBf16)
+    ->Args({8192, 2048, 512})->Args({2048, 8192, 512})->Args({128256, 2048, 512})
+    ->Args({2048, 2048, 512})->Args({512, 2048, 512})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GemmAmxBf16)
     ->Args({8192, 2048, 512})->Args({2048, 8192, 512})->Args({128256, 2048, 512})
     ->Args({2048, 2048, 512})->Args({512, 2048, 512})
     ->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -914,7 +914,10 @@ void QuantizedCheckpointWriter::add(const std::string& prefix, const AffineGroup
   int64_t gs = w.group_size;
   if (m.opt.settings.contains("group_size") && m.opt.settings["group_size"].is_number_integer()) {
     const int64_t want = m.opt.settings["group_size"].get<int64_t>();
-    LQ_CHECK(want == -1 ? w.group_size >= w.in : w.group_size == want,
+    // A group at least as wide as the row is one group per row: the same layout as any
+    // requested group size >= in (a 64-wide layer under group_size 128).
+    const bool whole_row = w.group_size >= w.in;
+    LQ_CHECK(want == -1 ? whole_row : (w.group_size == want || (whole_row && want >= w.in)),
              "{}: layer '{}' has group_size {} but settings.group_size is {}", m.out_dir, prefix, w.group_size, want);
     gs = want;
   } else if (w.group_size == w.in) {

@@ -1,10 +1,10 @@
 // kernels/cpu/amx_gemm.cc: AMX-BF16 GEMM, Y[M, N] = bf16(X)[M, K] · W[N, K]^T.
 //
-// Why: oneDNN 2.6 brgemm reaches ~1.3-1.4 TFLOP/s for the prefill shapes on the
-// 2-core SPR VM; the raw TDPBF16PS peak is ~4.3 TFLOP/s. This kernel computes
+// Why: oneDNN 2.6 brgemm reaches ~1.2-1.45 TFLOP/s for the prefill shapes on
+// the 2-core SPR VM; this kernel 1.45-1.7 (docs/kernels-matmul.md). It computes
 // the transposed product Y^T = W · X^T so that the checkpoint's W[N, K] is the
-// AMX "A" operand and is read in place: a 16 x 32 bf16 A tile is 16 rows of W
-// (stride 2K bytes), no packing and no copy of W.
+// AMX "A" operand, whose tiles are plain row-major 16 x 32 bf16 blocks of W (no
+// VNNI re-layout of W).
 //
 // Per call:
 //   1. X is rounded to bf16 (RNE, NaN -> quiet NaN: bit-exact with
@@ -12,28 +12,32 @@
 //      VCVTNE2PS2BF16 is not used because it flushes denormals) and packed into
 //      the VNNI "B" layout: for each block of 16 rows m and each k pair p, one
 //      32-bit unit [x[m][2p], x[m][2p+1]]; a B tile (16 pairs x 16 m) is 1 KiB
-//      contiguous. M is zero-padded to a multiple of 32, K to a multiple of 32.
-//   2. Tails of W are copied into small per-call scratch buffers so no tile
-//      ever reads outside W: the last N % 32 rows (zero-padded to 32 rows, full
-//      K) and the last K % 32 columns of every row (zero-padded to 32 columns).
-//   3. Register block: 2 A tiles (32 rows n) x 2 B tiles (32 columns m) ->
+//      contiguous. M and K are zero-padded to multiples of 32.
+//   2. Register block: 2 A tiles (32 rows n) x 2 B tiles (32 columns m) ->
 //      4 C tiles (fp32, 16 n x 16 m); tiles 0-3 = C, 4-5 = A, 6-7 = B.
-//      Loops: K blocks of kKb (the W panel of 32 rows x kKb and the packed X
-//      block of kMb x kKb stay in the 2 MiB L2) -> M blocks of kMb -> the
-//      thread's 32-row N blocks -> 32-column m blocks -> k steps of 32.
-//   4. C tiles are stored to a 4 KiB buffer, transposed 16x16 with AVX-512
-//      shuffles and written (first K block) or added (later K blocks) to Y
-//      with masked row stores (M and N tails).
+//      Loops: K blocks of kKb -> M blocks of kMb (the packed X block, kMb x kKb
+//      bf16 = 1 MiB, stays in the 2 MiB L2) -> 32-row N blocks (claimed
+//      dynamically by the threads) -> 32-column m blocks -> k steps of 32.
+//   3. For each (K block, N block) the 32 x kKb piece of W is copied into a
+//      64-byte aligned per-thread scratch panel (128 KiB, transient, reused;
+//      nothing of W is kept across calls) laid out tile after tile, zero-padded
+//      past N and K. Loading tiles straight from W was measured ~1.5x slower:
+//      with K a multiple of 2048 the 16 rows of a tile (stride 2K bytes) fall in
+//      one L1 set. The copy also handles the N and K tails: no tile reads
+//      outside W. Every tile row is 64-byte aligned (unaligned rows cost ~1.4x).
+//   4. C tiles are stored to one of two 4 KiB buffers; the AVX-512 epilogue
+//      (16x16 transpose, masked row stores into Y for the M/N tails, "add" for
+//      K blocks after the first) of a block runs after the next block's first
+//      k steps have been issued, overlapping the AMX unit (+6%).
 // Threads: lq::parallel_run; 32-row N blocks are claimed dynamically within
-// each (K block, M block) phase (see run_worker); every thread configures its
-// own tiles. Each output is accumulated in an order that does not depend on
-// the thread count or on which thread claims it: results are identical for
-// any number of threads.
+// each (K block, M block) phase (see run_worker; the shared VM's cores are
+// often unequally loaded); every thread configures its own tiles. Each output
+// is accumulated in an order that depends neither on the thread count nor on
+// which thread claims it: results are identical for any number of threads.
 // Numerics: TDPBF16PS forms exact bf16 x bf16 products, adds pairs and
 // accumulates in fp32 (denormal bf16 inputs are treated as zero by the
 // hardware, as in oneDNN's AMX path); the K-block partial sums are added in
 // fp32. Error is within the fp32 summation bound used by matmul_test.cc.
-//
 // ISA: only the functions marked LQ_AMX_FN are compiled for AMX/AVX-512 (GCC
 // target attributes), so no AMX or AVX-512 instruction can leak into inline
 // functions shared with other translation units; they are called only after
@@ -48,6 +52,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -243,11 +248,25 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
   }
   _tile_loadconfig(&cfg);
 
-  alignas(64) float cbuf[4 * 256];
+  // C tiles are stored to one of two buffers; the vector epilogue of a block
+  // (store_block) runs while the next block's first tile products execute, so
+  // the AMX unit and the vector transposition overlap.
+  alignas(64) float cbuf[2][4 * 256];
+  int cur = 0;
+  bool pending = false;
+  int64_t pend_n0 = 0, pend_m = 0;
+  bool pend_first = true;
+  auto flush = [&] {
+    if (pending) store_block(pr, cbuf[cur ^ 1], pend_n0, pend_m, pend_first);
+    pending = false;
+  };
+  constexpr int64_t kOverlapSteps = 8;  // k steps issued before the deferred epilogue
+
   const int64_t KP2 = pr.Kp / 2, steps = pr.Kp / 32, nblocks = (pr.N + 31) / 32;
   int64_t phase = 0;
   for (int64_t s0 = 0; s0 < steps; s0 += kKb / 32) {
     const int64_t s1 = std::min(steps, s0 + kKb / 32);
+    const int64_t s_mid = std::min(s1, s0 + kOverlapSteps);
     const bool first = s0 == 0;
     if (!first) {
 #pragma omp barrier
@@ -265,24 +284,35 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
           _tile_zero(1);
           _tile_zero(2);
           _tile_zero(3);
-          for (int64_t s = s0; s < s1; ++s) {
-            const uint16_t* a = wpk + (s - s0) * 1024;
-            _tile_loadd(4, a, 64);
-            _tile_loadd(6, x0 + 512 * s, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_loadd(7, x1 + 512 * s, 64);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_loadd(5, a + 512, 64);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-          }
-          _tile_stored(0, cbuf, 64);
-          _tile_stored(1, cbuf + 256, 64);
-          _tile_stored(2, cbuf + 512, 64);
-          _tile_stored(3, cbuf + 768, 64);
-          store_block(pr, cbuf, nb * 32, m, first);
+          auto k_steps = [&](int64_t sa, int64_t sb) LQ_AMX_FN {
+            for (int64_t s = sa; s < sb; ++s) {
+              const uint16_t* a = wpk + (s - s0) * 1024;
+              _tile_loadd(4, a, 64);
+              _tile_loadd(6, x0 + 512 * s, 64);
+              _tile_dpbf16ps(0, 4, 6);
+              _tile_loadd(7, x1 + 512 * s, 64);
+              _tile_dpbf16ps(1, 4, 7);
+              _tile_loadd(5, a + 512, 64);
+              _tile_dpbf16ps(2, 5, 6);
+              _tile_dpbf16ps(3, 5, 7);
+            }
+          };
+          k_steps(s0, s_mid);
+          flush();  // epilogue of the previous block
+          k_steps(s_mid, s1);
+          float* c = cbuf[cur];
+          _tile_stored(0, c, 64);
+          _tile_stored(1, c + 256, 64);
+          _tile_stored(2, c + 512, 64);
+          _tile_stored(3, c + 768, 64);
+          pending = true;
+          pend_n0 = nb * 32;
+          pend_m = m;
+          pend_first = first;
+          cur ^= 1;
         }
       }
+      flush();  // before the next K block's barrier (it adds to these values)
     }
   }
   _tile_release();
@@ -300,6 +330,17 @@ void check_args(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t
 
 // Per calling thread, reused across calls (no fresh page faults per call).
 thread_local std::vector<uint32_t> tl_xpacked;
+
+// First 64-byte aligned element of v after making room for n elements: tile
+// rows must not straddle cache lines (an unaligned 64-byte row costs two
+// line accesses; measured ~1.5x slower loads).
+template <typename T>
+T* aligned_scratch(std::vector<T>& v, size_t n) {
+  const size_t pad = 64 / sizeof(T);
+  if (v.size() < n + pad) v.resize(n + pad);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
+  return v.data() + ((64 - p % 64) % 64) / sizeof(T);
+}
 
 }  // namespace
 
@@ -328,9 +369,7 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
   }
   const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
 
-  std::vector<uint32_t>& xp = tl_xpacked;
-  if (int64_t(xp.size()) < Mp * Kp / 2) xp.resize(size_t(Mp * Kp / 2));
-  uint32_t* xp32 = xp.data();
+  uint32_t* xp32 = aligned_scratch(tl_xpacked, size_t(Mp * Kp / 2));
   parallel_for(Mp / 16, [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xp32);
   });
@@ -342,8 +381,7 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
   parallel_run([&](int, int) {
     // Transient W panel (32 rows x kKb, 128 KiB), per worker thread.
     thread_local std::vector<uint16_t> wpk;
-    if (wpk.size() < size_t(32 * kKb)) wpk.resize(size_t(32 * kKb));
-    run_worker(pr, wpk.data(), next.data());
+    run_worker(pr, aligned_scratch(wpk, size_t(32 * kKb)), next.data());
   });
 }
 

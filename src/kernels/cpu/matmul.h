@@ -7,8 +7,9 @@
 //   Y[m, n] = sum_k X[m, k] * W[n, k]        (fp32 accumulation)
 //
 // Dispatch: M <= kGemvMaxRows uses the fused bf16 GEMV (Highway, runtime ISA
-// dispatch: AVX-512 / AVX2 / SSE4), otherwise the oneDNN matmul (AMX / AVX-512
-// when present).
+// dispatch: AVX-512 / AVX2 / SSE4). Larger M in Precision::BF16 uses our AMX-BF16
+// GEMM (amx_gemm.h) when the CPU and OS allow AMX (LQ_DISABLE_AMX=1 turns it off),
+// else the oneDNN matmul; Precision::F32 always uses oneDNN's f32 matmul.
 #pragma once
 
 #include <cstdint>

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "core/version.h"
 #include "cli/common.h"
 #include "core/error.h"
 
@@ -10,7 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "longquant: quantize LLMs, run them at long context, and measure what quantization costs.\n"
       "Run 'longquant COMMAND --help' for a command's options."};
-  app.set_version_flag("--version", std::string(LQ_VERSION) + " (" + LQ_GIT_HASH + ")");
+  app.set_version_flag("--version", std::string(LQ_VERSION) + " (" + lq::git_hash() + ")");
   app.require_subcommand(1);
   lq::cli::register_engine_commands(app);
   lq::cli::register_quant_commands(app);

@@ -1,5 +1,6 @@
 // eval/results_db.cc: SQLite implementation of the results store (see results_db.h
 // for the durability, versioning and idempotence rules).
+#include "core/version.h"
 #include "eval/results_db.h"
 
 #include <sqlite3.h>
@@ -257,7 +258,7 @@ RunInfo make_run_info(const std::string& command_line, int64_t threads, const st
   RunInfo r;
   r.started = now_iso8601();
   r.version = LQ_VERSION;
-  r.git_hash = LQ_GIT_HASH;
+  r.git_hash = lq::git_hash();
   r.cpu = cpu;
   r.threads = threads;
   r.command_line = command_line;

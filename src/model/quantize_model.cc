@@ -1,3 +1,4 @@
+#include "core/version.h"
 #include "model/quantize_model.h"
 
 #include <algorithm>
@@ -82,7 +83,7 @@ json quantize_settings(const QuantizeOptions& o, const quant::CalibData* calib) 
             {"bits", method_bits(o.method)},
             {"quantize_lm_head", o.quantize_lm_head},
             {"embeddings", "unquantized (bf16)"},
-            {"longquant_version", std::string(LQ_VERSION) + " (" + LQ_GIT_HASH + ")"}};
+            {"longquant_version", std::string(LQ_VERSION) + " (" + lq::git_hash() + ")"}};
   if (is_gptq(o.method) || is_rtn(o.method)) {
     s["group_size"] = o.group_size;
     s["sym"] = !o.asym;

@@ -1,5 +1,6 @@
 // report/report.cc: report.md, results.csv, summary.json and report.html from a
 // results database (see report.h for the contents and the averaging rules).
+#include "core/version.h"
 #include "report/report.h"
 
 #include <fmt/format.h>
@@ -617,7 +618,7 @@ std::string render_cells_csv(const ReportData& d) {
 json render_summary_json(const ReportData& d) {
   json j = d.stats.to_json();
   j["database"] = d.db_path;
-  j["longquant_version"] = std::string(LQ_VERSION) + " (" + LQ_GIT_HASH + ")";
+  j["longquant_version"] = std::string(LQ_VERSION) + " (" + lq::git_hash() + ")";
   json vars = json::array();
   for (const auto& v : d.variants)
     vars.push_back({{"name", v.name}, {"method", v.method()}, {"definition", v.definition}});

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "core/threads.h"
 #include "eval/results_db.h"
 #include "eval/tasks.h"
@@ -70,10 +71,7 @@ json EvalSummary::to_json() const {
 
 std::string file_checksum(const std::string& path) {
   if (!file_exists(path)) return "";
-  const std::string data = read_file(path);
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : data) { h ^= c; h *= 1099511628211ull; }
-  return fmt::format("{:016x}", h);
+  return fmt::format("{:016x}", fnv1a64(read_file(path)));
 }
 
 std::string quantized_cache_dir(const EvalOptions& o, const VariantSpec& v) {
@@ -81,8 +79,7 @@ std::string quantized_cache_dir(const EvalOptions& o, const VariantSpec& v) {
   const std::string abs = std::filesystem::absolute(v.source, ec).lexically_normal().string();
   std::string key = abs + "|" + file_checksum(v.source + "/config.json") + "|" + v.method;
   for (auto& [k, val] : v.settings) key += "|" + k + "=" + val;
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : key) { h ^= c; h *= 1099511628211ull; }
+  const uint64_t h = fnv1a64(key);
   std::string base = std::filesystem::path(abs).filename().string();
   if (base.empty()) base = "model";
   return fmt::format("{}/{}-{}-{:012x}", o.cache_dir, base, v.method, h & 0xffffffffffffull);
@@ -274,14 +271,14 @@ EvalSummary run_eval(const EvalOptions& o) {
   for (auto& l : want_langs) LQ_CHECK(langs.has(l), "eval: unknown language '{}' (use --oneruler-data for more)", l);
 
   // Cells: (task, length, lang) where the task supports the language.
-  struct Cell { std::string task_id; int64_t length; std::string lang; };
+  struct Cell { std::string task_id, suite, task; int64_t length; std::string lang; };
   std::vector<Cell> cells;
   for (auto& t : o.tasks) {
     const TaskInfo& ti = find_task(t);
     auto tl = task_languages(ti, langs);
     for (auto L : o.lengths)
       for (auto& l : want_langs)
-        if (std::find(tl.begin(), tl.end(), l) != tl.end()) cells.push_back({ti.id(), L, l});
+        if (std::find(tl.begin(), tl.end(), l) != tl.end()) cells.push_back({ti.id(), ti.suite, ti.name, L, l});
   }
   LQ_CHECK(!cells.empty(), "eval: no (task, language) combination applies: RULER tasks are English only");
 
@@ -313,14 +310,14 @@ EvalSummary run_eval(const EvalOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   for (auto& v : o.variants) {
     // Skip loading (and quantizing) the model when every example is already stored.
+    // Indices already stored, per cell (one query per cell, reused below).
     int64_t todo = 0;
-    for (auto& c : cells) {
-      const auto slash = c.task_id.find('/');
-      auto done = db->done_indices(v.name, c.task_id.substr(0, slash), c.task_id.substr(slash + 1), c.length, c.lang,
-                                   o.seed);
-      int64_t have = 0;
-      for (auto i : done) have += (i >= 0 && i < o.n);
-      todo += o.n - have;
+    std::vector<std::set<int64_t>> done_sets(cells.size());
+    for (size_t ci = 0; ci < cells.size(); ++ci) {
+      const Cell& c = cells[ci];
+      for (auto i : db->done_indices(v.name, c.suite, c.task, c.length, c.lang, o.seed))
+        if (i >= 0 && i < o.n) done_sets[ci].insert(i);
+      todo += o.n - int64_t(done_sets[ci].size());
     }
     if (todo == 0) {
       sum.skipped += int64_t(cells.size()) * o.n;
@@ -340,12 +337,12 @@ EvalSummary run_eval(const EvalOptions& o) {
     counter.count = [&](const std::string& m, const std::string& a) { return backend->count_prompt_tokens(m, a); };
     Progress prog("eval " + v.name, todo, "ex", 0.0);
     int64_t vdone = 0;
-    for (auto& c : cells) {
-      const auto slash = c.task_id.find('/');
-      const std::string suite = c.task_id.substr(0, slash), task = c.task_id.substr(slash + 1);
-      auto done_v = db->done_indices(v.name, suite, task, c.length, c.lang, o.seed);
-      std::set<int64_t> done(done_v.begin(), done_v.end());
-      if (int64_t(std::count_if(done.begin(), done.end(), [&](int64_t i) { return i < o.n; })) == o.n) {
+    for (size_t ci = 0; ci < cells.size(); ++ci) {
+      const Cell& c = cells[ci];
+      const std::string& suite = c.suite;
+      const std::string& task = c.task;
+      const std::set<int64_t>& done = done_sets[ci];
+      if (int64_t(done.size()) == o.n) {
         sum.skipped += o.n;
         overall_done += o.n;
         continue;

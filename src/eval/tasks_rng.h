@@ -9,18 +9,13 @@
 #pragma once
 
 #include <cstdint>
+
+#include "core/rng.h"
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace lq {
-
-inline uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 inline uint64_t mix64(uint64_t a, uint64_t b) {
   uint64_t s = a ^ (b * 0xD6E8FEB86659FD93ull);
@@ -28,32 +23,10 @@ inline uint64_t mix64(uint64_t a, uint64_t b) {
   return splitmix64(s);
 }
 
-inline uint64_t fnv1a64(const std::string& s) {
-  uint64_t h = 0xCBF29CE484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001B3ull;
-  }
-  return h;
-}
-
 class TaskRng {
  public:
-  explicit TaskRng(uint64_t seed) {
-    uint64_t s = seed;
-    for (auto& w : s_) w = splitmix64(s);
-  }
-  uint64_t next() {
-    const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return result;
-  }
+  explicit TaskRng(uint64_t seed) : rng_(seed) {}
+  uint64_t next() { return rng_.next(); }
   // Uniform integer in [0, n), n > 0.
   uint64_t below(uint64_t n) {
     unsigned __int128 m = static_cast<unsigned __int128>(next()) * n;
@@ -83,8 +56,7 @@ class TaskRng {
   }
 
  private:
-  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t s_[4];
+  Rng rng_;  // core/rng.h: xoshiro256** seeded by SplitMix64
 };
 
 }  // namespace lq

@@ -17,12 +17,19 @@ int32_t argmax(const float* logits, int64_t n) {
   return int32_t(best);
 }
 
-std::vector<float> log_softmax(const float* logits, int64_t n) {
+namespace {
+// log(sum(exp(logits))), in double for stability.
+double log_sum_exp(const float* logits, int64_t n) {
   double mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, double(logits[i]));
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += std::exp(double(logits[i]) - mx);
-  const double lse = mx + std::log(sum);
+  return mx + std::log(sum);
+}
+}  // namespace
+
+std::vector<float> log_softmax(const float* logits, int64_t n) {
+  const double lse = log_sum_exp(logits, n);
   std::vector<float> out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) out[size_t(i)] = float(double(logits[i]) - lse);
   return out;
@@ -90,7 +97,7 @@ GenerateResult generate(Session& s, const std::vector<int32_t>& prompt, const Ge
       r.stop_reason = "eos";
       break;
     }
-    r.logprobs.push_back(log_softmax(logits.data(), V)[size_t(id)]);
+    r.logprobs.push_back(float(double(logits[size_t(id)]) - log_sum_exp(logits.data(), V)));
     r.ids.push_back(id);
     if (opt.on_token) opt.on_token(id);
     if (!opt.stop_strings.empty() && opt.detokenize) {

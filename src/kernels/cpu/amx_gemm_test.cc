@@ -28,6 +28,7 @@
 #include "core/threads.h"
 #include "kernels/cpu/amx_gemm.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul_testutil.h"
 
 namespace lq::cpu {
 namespace {
@@ -37,29 +38,10 @@ namespace {
     if (!amx_available()) GTEST_SKIP() << "CPU/OS without AMX-BF16: nothing to test"; \
   } while (0)
 
-class ThreadCount {
- public:
-  explicit ThreadCount(int n) : saved_(num_threads()) { set_num_threads(n); }
-  ~ThreadCount() { set_num_threads(saved_); }
-
- private:
-  int saved_;
-};
-
-struct Problem {
-  int64_t M, K, N;
-  std::vector<float> X;
-  std::vector<uint16_t> W;
-};
-
-Problem make_problem(int64_t M, int64_t K, int64_t N, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> ux(-2.0f, 2.0f), uw(-0.5f, 0.5f);
-  Problem p{M, K, N, std::vector<float>(size_t(M * K)), std::vector<uint16_t>(size_t(N * K))};
-  for (auto& x : p.X) x = ux(rng);
-  for (auto& w : p.W) w = f32_to_bf16(uw(rng));
-  return p;
-}
+using testutil::make_problem;
+using testutil::Problem;
+using testutil::sum_tolerance;
+using testutil::ThreadCount;
 
 std::vector<float> run_amx(const Problem& p) {
   std::vector<float> Y(size_t(p.M * p.N), std::numeric_limits<float>::quiet_NaN());
@@ -84,7 +66,7 @@ void check_shape(int64_t M, int64_t K, int64_t N, uint32_t seed) {
       for (int64_t n = 0; n < N && bad < 3; ++n) {
         double S = 0;
         for (int64_t k = 0; k < K; ++k) S += xr[k] * std::fabs(double(bf16_to_f32(p.W[n * K + k])));
-        const double tol = double(K + 2) * std::ldexp(1.0, -24) * S + 1e-30;
+        const double tol = sum_tolerance(K, S);
         const double err = std::fabs(double(Y[m * N + n]) - double(ref[m * N + n]));
         if (!(err <= tol))
           ADD_FAILURE() << "M=" << M << " K=" << K << " N=" << N << " threads=" << threads << " at ("

@@ -28,50 +28,16 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul_testutil.h"
 
 namespace lq::cpu {
 namespace {
 
-// Sets the OpenMP thread count for a scope.
-class ThreadCount {
- public:
-  explicit ThreadCount(int n) : saved_(num_threads()) { set_num_threads(n); }
-  ~ThreadCount() { set_num_threads(saved_); }
-
- private:
-  int saved_;
-};
-
-struct Problem {
-  int64_t M, K, N;
-  std::vector<float> X;
-  std::vector<uint16_t> W;
-};
-
-Problem make_problem(int64_t M, int64_t K, int64_t N, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> ux(-2.0f, 2.0f), uw(-0.5f, 0.5f);
-  Problem p{M, K, N, std::vector<float>(size_t(M * K)), std::vector<uint16_t>(size_t(N * K))};
-  for (auto& x : p.X) x = ux(rng);
-  for (auto& w : p.W) w = f32_to_bf16(uw(rng));
-  return p;
-}
-
-// S[m, n] = sum_k |x_k w_k| with x rounded as the precision prescribes.
-std::vector<double> abs_products(const Problem& p, Precision prec) {
-  std::vector<double> S(size_t(p.M * p.N));
-  for (int64_t m = 0; m < p.M; ++m)
-    for (int64_t n = 0; n < p.N; ++n) {
-      double s = 0;
-      for (int64_t k = 0; k < p.K; ++k) {
-        const float x = p.X[m * p.K + k];
-        s += std::fabs(double(prec == Precision::BF16 ? round_bf16(x) : x) *
-                       double(bf16_to_f32(p.W[n * p.K + k])));
-      }
-      S[m * p.N + n] = s;
-    }
-  return S;
-}
+using testutil::abs_products;
+using testutil::make_problem;
+using testutil::Problem;
+using testutil::sum_tolerance;
+using testutil::ThreadCount;
 
 using Kernel = void (*)(const float*, int64_t, int64_t, const uint16_t*, int64_t, float*, Precision);
 
@@ -81,7 +47,7 @@ void expect_near_ref(const char* name, Kernel kernel, const Problem& p, Precisio
   kernel(p.X.data(), p.M, p.K, p.W.data(), p.N, Y.data(), prec);
   int bad = 0;
   for (int64_t i = 0; i < p.M * p.N; ++i) {
-    const double tol = double(p.K + 2) * std::ldexp(1.0, -24) * S[i] + 1e-30;
+    const double tol = sum_tolerance(p.K, S[i]);
     const double err = std::fabs(double(Y[i]) - double(ref[i]));
     if (!(err <= tol) && bad++ < 3)
       ADD_FAILURE() << name << " " << precision_name(prec) << " M=" << p.M << " K=" << p.K

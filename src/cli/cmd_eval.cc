@@ -64,11 +64,14 @@ void register_eval_commands(CLI::App& app) {
   static int64_t n = 50;
   static uint64_t seed = 1;
   static int threads = 0;
-  static bool as_json = false;
+  static bool as_json = false, chat_api = false;
   cmd->add_option("--variant", variants,
                   "NAME=SOURCE[,method=M][,key=value...] (repeatable). SOURCE: a model directory (BF16 or "
                   "quantized); method=fp8|gptq-int8|gptq-int4|awq-int4|nf4|rtn-int8|rtn-int4 quantizes a BF16 "
-                  "directory first (cached)");
+                  "directory first (cached). SOURCE may also be an OpenAI-compatible endpoint: "
+                  "NAME=http://HOST:PORT/v1[|URL2...],model=SERVED_NAME,tokenizer=DIR[,concurrency=N]"
+                  "[,api_key_env=VAR][,chat=1][,timeout=S][,retries=N][,prompt=text|ids][,chat_format=F] "
+                  "(docs/endpoints.md)");
   cmd->add_option("--tasks", tasks, "comma-separated SUITE/TASK list (see 'longquant tasks list')");
   cmd->add_option("--lengths", lengths, "comma-separated target lengths in tokens: 1k,2k,8k or integers");
   cmd->add_option("--langs", langs, "comma-separated languages (default en)");
@@ -81,6 +84,8 @@ void register_eval_commands(CLI::App& app) {
   cmd->add_option("--precision", prec, "engine numerics: bf16 (default) or fp32")->capture_default_str();
   cmd->add_option("--chat-format", chat, "auto, llama3, chatml or raw")->capture_default_str();
   cmd->add_option("--cache", cache, "where variants quantized on the fly are kept")->capture_default_str();
+  cmd->add_flag("--chat-api", chat_api,
+                "endpoint variants use /v1/chat/completions (the server's chat template) unless they say chat=0");
   cmd->add_flag("--json", as_json, "print a JSON summary at the end");
   add_threads_option(cmd, &threads);
   cmd->callback([cmd] {
@@ -97,6 +102,7 @@ void register_eval_commands(CLI::App& app) {
     o.oneruler_data = oneruler;
     o.cache_dir = cache;
     o.chat_format = chat;
+    o.chat_api = chat_api;
     o.threads = threads;
     if (!study.empty()) {
       load_study_file(study, &o, !variants.empty(), !tasks.empty(), !lengths.empty(), !langs.empty());
@@ -111,6 +117,7 @@ void register_eval_commands(CLI::App& app) {
     if (!lengths.empty()) cl += " --lengths " + lengths;
     if (!langs.empty()) cl += " --langs " + langs;
     if (!study.empty()) cl += " --study " + study;
+    if (chat_api) cl += " --chat-api";
     cl += " --n " + std::to_string(o.n) + " --seed " + std::to_string(o.seed) + " --db " + db;
     o.command_line = cl;
     EvalSummary s = run_eval(o);

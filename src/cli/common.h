@@ -30,5 +30,6 @@ void register_quant_commands(CLI::App& app);    // quantize divergence
 void register_tasks_commands(CLI::App& app);    // tasks list|generate|score
 void register_eval_commands(CLI::App& app);     // eval
 void register_results_commands(CLI::App& app);  // results, report
+void register_serve_commands(CLI::App& app);    // serve
 
 }  // namespace lq::cli

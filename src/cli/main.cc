@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   lq::cli::register_tasks_commands(app);
   lq::cli::register_eval_commands(app);
   lq::cli::register_results_commands(app);
+  lq::cli::register_serve_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,4 +1,11 @@
 // eval/runner.cc: the evaluation grid, one variant at a time, resumable.
+//
+// Native variants run their examples on this thread (the engine's OpenMP pool
+// belongs to it). Endpoint variants (backends/openai.h) keep up to
+// `concurrency` requests in flight: this thread generates the examples in
+// order and queues at most `concurrency` of them; worker threads send them and
+// commit each result under one mutex on the single database connection, so
+// every result is committed exactly once, whatever order they finish in.
 #include "eval/runner.h"
 
 #include <sys/stat.h>
@@ -6,13 +13,20 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include "backends/backend.h"
+#include "backends/openai.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
@@ -55,7 +69,35 @@ VariantSpec VariantSpec::parse(const std::string& s) {
     pos = comma + 1;
   }
   if (v.method == "bf16" || v.method == "none") v.method.clear();
+  if (v.source.find('|') != std::string::npos) {
+    // URL1|URL2|...: every piece must be an endpoint.
+    size_t p = 0;
+    while (p <= v.source.size()) {
+      size_t bar = v.source.find('|', p);
+      if (bar == std::string::npos) bar = v.source.size();
+      const std::string u = v.source.substr(p, bar - p);
+      LQ_CHECK(u.rfind("http://", 0) == 0 || u.rfind("https://", 0) == 0,
+               "--variant '{}': '{}' is not an http(s):// URL (several sources joined by '|' are endpoints serving "
+               "the same model)", s, u);
+      p = bar + 1;
+    }
+  }
   return v;
+}
+
+bool VariantSpec::is_endpoint() const { return source.rfind("http://", 0) == 0 || source.rfind("https://", 0) == 0; }
+
+std::vector<std::string> VariantSpec::endpoint_urls() const {
+  std::vector<std::string> out;
+  if (!is_endpoint()) return out;
+  size_t p = 0;
+  while (p <= source.size()) {
+    size_t bar = source.find('|', p);
+    if (bar == std::string::npos) bar = source.size();
+    out.push_back(source.substr(p, bar - p));
+    p = bar + 1;
+  }
+  return out;
 }
 
 std::string VariantSpec::to_string() const {
@@ -231,7 +273,8 @@ void load_study_file(const std::string& path, EvalOptions* o, bool has_variants,
   }
   LQ_CHECK(j.is_object(), "{}: a study file is a JSON object", path);
   static const std::set<std::string> known{"variants", "tasks", "lengths", "langs", "n", "seed", "baseline",
-                                           "oneruler_data", "precision", "chat_format", "description"};
+                                           "oneruler_data", "precision", "chat_format", "chat_api",
+                                           "description"};
   for (auto& [k, val] : j.items()) LQ_CHECK(known.count(k), "{}: unknown field '{}'", path, k);
   if (j.contains("variants") && !has_variants)
     for (auto& s : json_strings(j["variants"], path, "variants")) o->variants.push_back(VariantSpec::parse(s));
@@ -246,6 +289,7 @@ void load_study_file(const std::string& path, EvalOptions* o, bool has_variants,
     if (j.contains("oneruler_data") && o->oneruler_data.empty()) o->oneruler_data = j["oneruler_data"].get<std::string>();
     if (j.contains("precision")) o->precision = parse_precision(j["precision"].get<std::string>());
     if (j.contains("chat_format")) o->chat_format = j["chat_format"].get<std::string>();
+    if (j.contains("chat_api")) o->chat_api = o->chat_api || j["chat_api"].get<bool>();
   } catch (const json::exception& e) {
     fail("{}: {}", path, e.what());
   }
@@ -289,18 +333,34 @@ EvalSummary run_eval(const EvalOptions& o) {
   LQ_CHECK(names.count(sum.baseline), "eval: --baseline '{}' is not one of the variants", sum.baseline);
 
   // Register every variant first: a conflicting redefinition fails before any work.
-  std::vector<std::string> dirs;
-  for (auto& v : o.variants) {
-    LQ_CHECK(!is_http(v.source), "variant '{}': endpoint backends are not available in this build", v.name);
+  // Endpoint settings are parsed (and checked) here too.
+  std::vector<std::optional<EndpointOptions>> endpoints(o.variants.size());
+  for (size_t vi = 0; vi < o.variants.size(); ++vi) {
+    const VariantSpec& v = o.variants[vi];
     VariantDef d;
     d.name = v.name;
-    json settings = json::object();
-    for (auto& [k, val] : v.settings) settings[k] = val;
-    d.definition = {{"source", v.source},
-                    {"method", v.method.empty() ? "as-is" : v.method},
-                    {"settings", settings},
-                    {"config_checksum", file_checksum(v.source + "/config.json")},
-                    {"precision", std::string(precision_name(o.precision))}};
+    if (v.is_endpoint()) {
+      LQ_CHECK(v.method.empty(), "variant '{}': method= quantizes a local BF16 directory, not an endpoint", v.name);
+      endpoints[vi] = EndpointOptions::from_variant(v.name, v.source, v.settings, o.chat_api, o.chat_format);
+      const EndpointOptions& e = *endpoints[vi];
+      // Identity only (what is evaluated), so URLs, concurrency, timeouts and keys
+      // may change between resumed runs (a fleet can grow).
+      json settings = {{"model", e.model}, {"api", e.chat ? "chat" : "completions"}, {"chat_format", e.chat_format}};
+      if (!e.chat) settings["prompt"] = e.prompt_ids ? "ids" : "text";
+      if (e.add_special_tokens >= 0) settings["add_special_tokens"] = e.add_special_tokens == 1;
+      d.definition = {{"source", "endpoint:" + e.model},
+                      {"method", "endpoint"},
+                      {"settings", settings},
+                      {"config_checksum", file_checksum(e.tokenizer_dir + "/tokenizer.json")}};
+    } else {
+      json settings = json::object();
+      for (auto& [k, val] : v.settings) settings[k] = val;
+      d.definition = {{"source", v.source},
+                      {"method", v.method.empty() ? "as-is" : v.method},
+                      {"settings", settings},
+                      {"config_checksum", file_checksum(v.source + "/config.json")},
+                      {"precision", std::string(precision_name(o.precision))}};
+    }
     db->register_variant(d);
   }
   const int64_t run_id = db->register_run(make_run_info(o.command_line, num_threads(), cpu_model_name()));
@@ -308,7 +368,8 @@ EvalSummary run_eval(const EvalOptions& o) {
   const int64_t total = int64_t(o.variants.size() * cells.size()) * o.n;
   int64_t overall_done = 0;
   const auto t_start = std::chrono::steady_clock::now();
-  for (auto& v : o.variants) {
+  for (size_t vi = 0; vi < o.variants.size(); ++vi) {
+    const VariantSpec& v = o.variants[vi];
     // Skip loading (and quantizing) the model when every example is already stored.
     // Indices already stored, per cell (one query per cell, reused below).
     int64_t todo = 0;
@@ -326,23 +387,138 @@ EvalSummary run_eval(const EvalOptions& o) {
                                  (long long)(int64_t(cells.size()) * o.n), o.db_path.c_str());
       continue;
     }
-    const std::string dir = resolve_model_dir(o, v);
-    NativeOptions no;
-    no.precision = o.precision;
-    no.chat_format = o.chat_format;
-    auto backend = make_native_backend(dir, no);
+    std::unique_ptr<Backend> backend;
+    OpenAIBackend* endpoint = nullptr;
+    int concurrency = 1, abort_after = 0;
+    if (endpoints[vi]) {
+      auto b = make_openai_backend(*endpoints[vi]);
+      endpoint = b.get();
+      backend = std::move(b);
+      concurrency = endpoints[vi]->concurrency;
+      abort_after = endpoints[vi]->abort_after < 0 ? concurrency + 2 : endpoints[vi]->abort_after;
+    } else {
+      const std::string dir = resolve_model_dir(o, v);
+      NativeOptions no;
+      no.precision = o.precision;
+      no.chat_format = o.chat_format;
+      backend = make_native_backend(dir, no);
+    }
     if (!o.quiet) std::fprintf(stderr, "variant %s: %s; %lld examples to run\n", v.name.c_str(),
                                backend->describe().c_str(), (long long)todo);
     PromptCounter counter;
     counter.count = [&](const std::string& m, const std::string& a) { return backend->count_prompt_tokens(m, a); };
     Progress prog("eval " + v.name, todo, "ex", 0.0);
     int64_t vdone = 0;
-    for (size_t ci = 0; ci < cells.size(); ++ci) {
+
+    // One example on its way: the row to store (key, hash, gold) and the request.
+    struct Job {
+      ResultRow row;
+      GenRequest req;
+      std::string task_id, lang;
+    };
+    // Shared by this thread and the endpoint workers; everything below is guarded by `mu`.
+    std::mutex mu;
+    std::condition_variable cv_jobs, cv_space;
+    std::deque<Job> queue;
+    bool closing = false, stopping = false;
+    std::exception_ptr worker_error;
+    int in_a_row = 0;  // examples in a row that exhausted their retries
+    std::string stop_reason;
+
+    // Stores a finished row (caller holds mu).
+    auto commit = [&](const ResultRow& row) {
+      db->insert_result(row);
+      if (row.ok()) ++sum.done; else ++sum.failed;
+      ++vdone;
+      ++overall_done;
+      prog.update(vdone);
+    };
+    auto finish = [&](Job& job, const GenResponse& r, bool transient) {
+      ResultRow& row = job.row;
+      row.prediction = r.text;
+      row.prompt_tokens = r.prompt_tokens;
+      row.generated_tokens = r.generated_tokens;
+      row.seconds = r.seconds;
+      std::lock_guard<std::mutex> lk(mu);
+      if (!r.error.empty()) row.error = r.error;
+      else row.score = score_case(job.task_id, job.lang, row.outputs, r.text);
+      commit(row);
+      if (!transient) {
+        in_a_row = 0;
+      } else if (++in_a_row >= abort_after && abort_after > 0 && !stopping) {
+        stopping = true;
+        stop_reason = fmt::format(
+            "variant '{}': {} examples in a row failed after every retry (last: {}); stopped with the remaining "
+            "examples pending: rerun the same command to resume (failed examples are run again)",
+            v.name, in_a_row, r.error);
+        cv_space.notify_all();
+      }
+    };
+    // Endpoint workers: take jobs until the queue is closed (or the variant stops).
+    std::vector<std::thread> workers;
+    auto stop_workers = [&] {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        closing = true;
+      }
+      cv_jobs.notify_all();
+      for (auto& t : workers) t.join();
+      workers.clear();
+    };
+    struct JoinGuard {
+      std::function<void()> f;
+      ~JoinGuard() { f(); }
+    } join_guard{stop_workers};
+    if (endpoint) {
+      for (int w = 0; w < concurrency; ++w)
+        workers.emplace_back([&] {
+          for (;;) {
+            Job job;
+            {
+              std::unique_lock<std::mutex> lk(mu);
+              cv_jobs.wait(lk, [&] { return !queue.empty() || closing || stopping; });
+              if (queue.empty() || stopping) return;  // stopping: queued examples stay pending
+              job = std::move(queue.front());
+              queue.pop_front();
+            }
+            cv_space.notify_one();
+            try {
+              EndpointResult er = endpoint->call(job.req);
+              finish(job, er.response, er.transient);
+            } catch (...) {
+              std::lock_guard<std::mutex> lk(mu);
+              if (!worker_error) worker_error = std::current_exception();
+              stopping = true;
+              cv_space.notify_all();
+            }
+          }
+        });
+    }
+    // Hands a job over: runs it here (native) or queues it for the workers,
+    // waiting while `concurrency` jobs are already queued. False once the variant stops.
+    auto submit = [&](Job&& job) -> bool {
+      if (!endpoint) {
+        GenResponse r = backend->generate(job.req);
+        finish(job, r, false);
+        return true;
+      }
+      std::unique_lock<std::mutex> lk(mu);
+      cv_space.wait(lk, [&] { return int(queue.size()) < concurrency || stopping; });
+      if (stopping) return false;
+      queue.push_back(std::move(job));
+      lk.unlock();
+      cv_jobs.notify_one();
+      return true;
+    };
+
+    bool stopped = false;
+    for (size_t ci = 0; ci < cells.size() && !stopped; ++ci) {
       const Cell& c = cells[ci];
       const std::string& suite = c.suite;
       const std::string& task = c.task;
       const std::set<int64_t>& done = done_sets[ci];
       if (int64_t(done.size()) == o.n) {
+        std::lock_guard<std::mutex> lk(mu);
         sum.skipped += o.n;
         overall_done += o.n;
         continue;
@@ -358,34 +534,47 @@ EvalSummary run_eval(const EvalOptions& o) {
       TaskGenerator gen(go, langs, counter);
       const TaskInfo& ti = find_task(c.task_id);
       for (int64_t i = 0; i < o.n; ++i) {
-        if (done.count(i)) { ++sum.skipped; ++overall_done; continue; }
-        ResultRow row;
-        row.key = {v.name, suite, task, c.length, c.lang, i, o.seed};
-        row.run_id = run_id;
+        if (done.count(i)) {
+          std::lock_guard<std::mutex> lk(mu);
+          ++sum.skipped;
+          ++overall_done;
+          continue;
+        }
+        Job job;
+        job.row.key = {v.name, suite, task, c.length, c.lang, i, o.seed};
+        job.row.run_id = run_id;
+        job.task_id = c.task_id;
+        job.lang = c.lang;
         auto ex = gen.fitted(i);
         if (!ex) {
-          row.error = "example does not fit the context (skipped by the generator)";
-        } else {
-          row.prompt_hash = prompt_hash(ex->input + "\x1f" + ex->answer_prefix);
-          row.outputs = ex->outputs;
-          row.depths = ex->depths;
-          GenRequest req{ex->input, ex->answer_prefix, ti.gen_tokens};
-          GenResponse r = backend->generate(req);
-          row.prediction = r.text;
-          row.prompt_tokens = r.prompt_tokens;
-          row.generated_tokens = r.generated_tokens;
-          row.seconds = r.seconds;
-          if (!r.error.empty()) row.error = r.error;
-          else row.score = score_case(c.task_id, c.lang, ex->outputs, r.text);
+          job.row.error = "example does not fit the context (skipped by the generator)";
+          std::lock_guard<std::mutex> lk(mu);
+          commit(job.row);
+          continue;
         }
-        db->insert_result(row);
-        if (row.ok()) ++sum.done; else ++sum.failed;
-        ++vdone;
-        ++overall_done;
-        prog.update(vdone);
+        job.row.prompt_hash = prompt_hash(ex->input + "\x1f" + ex->answer_prefix);
+        job.row.outputs = ex->outputs;
+        job.row.depths = ex->depths;
+        job.req = GenRequest{ex->input, ex->answer_prefix, ti.gen_tokens};
+        if (!submit(std::move(job))) {
+          stopped = true;
+          break;
+        }
       }
     }
+    stop_workers();
     prog.finish();
+    if (worker_error) std::rethrow_exception(worker_error);
+    if (stopping) {
+      db->finish_run(run_id);
+      fail("{}", stop_reason);
+    }
+    if (endpoint && !o.quiet) {
+      const auto st = endpoint->stats();
+      std::fprintf(stderr, "variant %s: %lld requests, %lld retries, %lld failed examples, at most %d in flight\n",
+                   v.name.c_str(), (long long)st.attempts, (long long)st.retries, (long long)st.failures,
+                   st.max_in_flight);
+    }
     if (!o.quiet) {
       // Overall: rate over the examples this run actually evaluated, ETA for the rest.
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

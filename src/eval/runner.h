@@ -13,14 +13,19 @@
 
 namespace lq {
 
-// NAME=SOURCE[,method=M][,key=value...]
+// NAME=SOURCE[,method=M][,key=value...]. SOURCE is a model directory, or an
+// OpenAI-compatible endpoint: an http(s):// base URL, or several joined by '|'
+// (URL1|URL2|...: one variant served by a fleet; see backends/openai.h for its
+// settings).
 struct VariantSpec {
   std::string name;
-  std::string source;                         // model directory or http(s):// endpoint
+  std::string source;                         // model directory or http(s):// endpoint(s)
   std::string method;                         // "" = use SOURCE as it is
   std::map<std::string, std::string> settings;  // every other key=value
   static VariantSpec parse(const std::string& s);
   std::string to_string() const;
+  bool is_endpoint() const;                   // SOURCE starts with http:// or https://
+  std::vector<std::string> endpoint_urls() const;  // SOURCE split at '|' (empty unless is_endpoint())
 };
 
 struct EvalOptions {
@@ -36,6 +41,7 @@ struct EvalOptions {
   std::string cache_dir = ".cache/quantized";  // on-the-fly quantized variants
   Precision precision = Precision::BF16;
   std::string chat_format = "auto";
+  bool chat_api = false;            // endpoints: /v1/chat/completions unless a variant says chat=0
   int threads = 0;
   std::string command_line;
   // Quantizes `source` with `method` and `settings` into `out_dir` (set by the CLI,
@@ -48,7 +54,8 @@ struct EvalOptions {
 
 // Reads a study file: JSON {"variants": ["bf16=DIR", ...], "tasks": [...],
 // "lengths": ["1k", 2048, ...], "langs": [...], "n": 50, "seed": 1,
-// "baseline": "bf16", "oneruler_data": "DIR", "precision": "bf16"}, or the same
+// "baseline": "bf16", "oneruler_data": "DIR", "precision": "bf16", "chat_format": "auto",
+// "chat_api": false}, or the same
 // keys as TOML (a file ending in .toml: top-level `key = value`, strings, integers,
 // arrays). Fields given on the command line win. Throws lq::Error naming the file
 // and field (and line, for TOML).
@@ -64,6 +71,15 @@ struct EvalSummary {
 
 // Runs the grid. Each variant is loaded once (one at a time); examples already
 // in the database are skipped; each finished example is committed at once.
+// A native variant runs its examples one after another on this thread. An
+// endpoint variant runs up to `concurrency` examples at once on worker threads
+// (examples are still generated here, in order); each finished example is
+// committed under one lock on the one database connection. An example whose
+// request failed (a 4xx, or retries exhausted) is stored as failed and is run
+// again by the next run_eval, like any failed example. When `abort_after`
+// examples in a row exhaust their retries (the endpoint is down), the variant
+// stops: the examples in flight are stored, the rest stay pending, and
+// run_eval throws lq::Error saying so (rerun to resume).
 EvalSummary run_eval(const EvalOptions& o);
 
 // The directory an on-the-fly quantized variant is cached in: keyed by the

@@ -1,61 +1,78 @@
 #!/usr/bin/env bash
-# The main job: installs dependencies, builds longquant, and runs it end to end
-# on a model it makes itself. Nothing here needs ../shared or a download.
-#
-# Until the trained demo model lands (issue 6) the models are random-weight
-# checkpoints written by `longquant synth`:
-#   1. the engine on Llama-3.2-1B's real shapes: info, chat generation, and the
-#      prefill / decode benchmark;
-#   2. the study pipeline on a small model: quantize with the study's five methods
-#      (+ RTN baselines), evaluate every variant on NIAH tasks in two languages,
-#      write the report to demo-report/ and print the headline table. Random
-#      weights score 0 everywhere, so the drops are all 0: this shows the
-#      workflow, not the phenomenon (that needs the trained demo model).
-# Rerunning reuses the synthetic checkpoints, quantized variants and results.
+# The main job: installs dependencies, builds longquant, and runs the whole study
+# on the bundled demo model (models/demo: a small Llama trained by this project to
+# retrieve needles from long contexts; see docs/demo-model.md):
+#   1. the model: `info`, and one NIAH question answered with `generate --chat`;
+#   2. quantize it with the study's five methods (fp8, gptq-int8, awq-int4,
+#      gptq-int4, nf4) and the RTN baselines (rtn-int8, rtn-int4);
+#   3. `eval` BF16 and every variant on the built-in study (studies/demo.toml:
+#      single-needle and "none" NIAH tasks at 1K-8K tokens in English, Russian
+#      and Chinese) into a resumable results database;
+#   4. `divergence` of every variant from BF16 on an 8K-token haystack (KL
+#      divergence and top-1 agreement per position, stored for the report);
+#   5. `report` to demo-report/ (summary.json, report.md, report.html) and the
+#      headline table (drop per method, per length, English vs others).
+# Nothing here needs ../shared or a download. Rerunning reuses the quantized
+# checkpoints and every finished result.
 #
 # Environment: THREADS (default: all cores), LQ_CACHE (default .cache),
-#              LQ_REPORT (default demo-report), LQ_SKIP_1B=1 to skip part 1.
+#              LQ_REPORT (default demo-report), LQ_N (examples per cell, default: the study's),
+#              LQ_BENCH_1B=1 to also benchmark a random-weight Llama-3.2-1B-shaped model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${JOBS:-2}"
 THREADS="${THREADS:-0}"
 CACHE="${LQ_CACHE:-.cache}"
 REPORT="${LQ_REPORT:-demo-report}"
+START=$(date +%s)
+elapsed() { echo "[$(( $(date +%s) - START ))s]"; }
 
 ./scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$JOBS" --target longquant
-
 LQ=build/longquant
+DEMO=models/demo
 mkdir -p "$CACHE"
 
-if [ "${LQ_SKIP_1B:-0}" != 1 ]; then
-  M1B="$CACHE/synth-llama-3.2-1b"
-  if [ ! -f "$M1B/model.safetensors" ]; then
-    echo "== synthesising a random-weight Llama-3.2-1B-shaped checkpoint in $M1B (2.4 GB)"
-    $LQ synth --like llama-3.2-1b --out "$M1B" --seed 1 -t "$THREADS"
-  fi
-  echo "== longquant info"
-  $LQ info --model "$M1B"
-  echo "== longquant generate --chat (random weights: the text is noise; this shows the pipeline)"
-  $LQ generate --model "$M1B" --chat --prompt "What does quantization do to long contexts?" \
-    --max-tokens 16 -t "$THREADS"
-  echo "== longquant bench: 512-token prefill, 32 decoded tokens"
-  $LQ bench --model "$M1B" --prompt-tokens 512 --gen-tokens 32 -t "$THREADS"
-fi
+echo; echo "== $(elapsed) the demo model"
+$LQ info --model "$DEMO"
+QUESTION="Some special magic numbers are hidden within the following text. Make sure to memorize it. I will quiz you about the numbers afterwards.
+The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. One of the special magic numbers for quiet-lantern is: 4817293. The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.
+What are all the special magic numbers for quiet-lantern mentioned in the provided text?"
+echo "== $(elapsed) longquant generate --chat (a short needle question; the model answers with the number)"
+$LQ generate --model "$DEMO" --chat --prompt "$QUESTION" --max-tokens 16 -t "$THREADS"
 
-MS="$CACHE/synth-tiny-llama"
-if [ ! -f "$MS/model.safetensors" ]; then
-  echo "== synthesising a small random-weight Llama checkpoint in $MS"
-  $LQ synth --like tiny-llama --layers 2 --out "$MS" --seed 2 -t "$THREADS"
-fi
-echo "== longquant eval: bf16 and every quantization method on NIAH tasks (random weights: scores are 0)"
-VARIANTS=(--variant "bf16=$MS")
+echo; echo "== $(elapsed) longquant quantize: the study's five methods and the RTN baselines"
+QDIR="$CACHE/demo-quantized"
 for m in fp8 gptq-int8 awq-int4 gptq-int4 nf4 rtn-int8 rtn-int4; do
-  VARIANTS+=(--variant "$m=$MS,method=$m,calib_samples=8,calib_len=256")
+  if [ -f "$QDIR/$m/config.json" ] && [ "$QDIR/$m/config.json" -nt "$DEMO/model.safetensors" ]; then
+    echo "$m: $QDIR/$m (already there)"
+  else
+    rm -rf "$QDIR/$m"
+    $LQ quantize --model "$DEMO" --method "$m" --out "$QDIR/$m" -t "$THREADS"
+  fi
 done
-$LQ eval "${VARIANTS[@]}" --tasks ruler/niah_single_1,oneruler/niah_single,oneruler/niah_none \
-  --lengths 1k,2k --langs en,de,ru --n 2 --seed 1 --db "$CACHE/demo-study.db" --cache "$CACHE/quantized" \
-  -t "$THREADS"
-echo "== longquant report -> $REPORT/"
-$LQ report --db "$CACHE/demo-study.db" --out "$REPORT"
+
+echo; echo "== $(elapsed) longquant eval --study studies/demo.toml"
+DB="$CACHE/demo-study.db"
+# The study file gives tasks, lengths, languages, n and seed; the variants are
+# named here because the quantized checkpoints live under $CACHE.
+ARGS=(--variant "bf16=$DEMO")
+for m in fp8 gptq-int8 awq-int4 gptq-int4 nf4 rtn-int8 rtn-int4; do ARGS+=(--variant "$m=$QDIR/$m"); done
+[ -n "${LQ_N:-}" ] && ARGS+=(--n "$LQ_N")
+$LQ eval --study studies/demo.toml --db "$DB" "${ARGS[@]}" -t "$THREADS"
+
+echo; echo "== $(elapsed) longquant divergence: every variant against BF16 on an 8K-token haystack"
+HAY="$CACHE/demo-haystack-8k.txt"
+if [ ! -s "$HAY" ]; then
+  $LQ tasks generate --model "$DEMO" --suite oneruler --task niah_single --lang en --length 8k --n 1 --seed 99 \
+    --out "$CACHE/demo-haystack-8k.jsonl" --text-out "$HAY" >/dev/null
+fi
+for m in fp8 gptq-int8 awq-int4 gptq-int4 nf4 rtn-int8 rtn-int4; do
+  $LQ divergence --base "$DEMO" --model "$QDIR/$m" --text-file "$HAY" --bucket 2048 \
+    --db "$DB" --name "$m" --base-name bf16 --label "en-haystack@8k" -t "$THREADS" | tail -1
+done
+
+echo; echo "== $(elapsed) longquant report -> $REPORT/"
+$LQ report --db "$DB" --out "$REPORT"
+echo "== $(elapsed) done. Open $REPORT/report.html; the numbers are in $REPORT/summary.json."

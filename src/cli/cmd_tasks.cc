@@ -79,7 +79,7 @@ void cmd_list(CLI::App* parent) {
 
 void cmd_generate(CLI::App* parent) {
   auto* cmd = parent->add_subcommand("generate", "Generate task examples fitted to a token budget (JSONL)");
-  static std::string suite = "ruler", task, length_s = "8k", lang = "en", model, oneruler, depths_s, chat = "auto",
+  static std::string text_out, suite = "ruler", task, length_s = "8k", lang = "en", model, oneruler, depths_s, chat = "auto",
                      data, nocha_prompt = "prompt.txt", out;
   static std::vector<std::string> haystack;
   static int64_t n = 50, first = 0;
@@ -104,6 +104,9 @@ void cmd_generate(CLI::App* parent) {
   cmd->add_option("--data", data, "nocha: NoCha directory (claims.json, books.jsonl, prompt.txt); qa: JSONL file");
   cmd->add_option("--nocha-prompt", nocha_prompt, "prompt file inside the NoCha directory")->capture_default_str();
   cmd->add_option("--out", out, "output JSONL file")->required();
+  cmd->add_option("--text-out", text_out,
+                  "also write the examples' user messages (prompt text without chat template) to this file, "
+                  "one after another, e.g. as a haystack for `longquant divergence --text-file`");
   add_threads_option(cmd, &threads);
   cmd->callback([] {
     apply_threads(threads);
@@ -140,6 +143,11 @@ void cmd_generate(CLI::App* parent) {
     prog.finish();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     write_examples_jsonl(out, ex);
+    if (!text_out.empty()) {
+      std::ofstream tf(text_out, std::ios::binary);
+      for (const auto& e : ex) tf << e.input << (ex.size() > 1 ? "\n\n" : "");
+      LQ_CHECK(tf.good(), "cannot write {}", text_out);
+    }
     int64_t tmin = 0, tmax = 0;
     for (size_t i = 0; i < ex.size(); ++i) {
       tmin = i ? std::min(tmin, ex[i].token_count) : ex[i].token_count;

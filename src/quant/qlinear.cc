@@ -31,16 +31,12 @@ AffineLinear::AffineLinear(const quant::AffineGroups& w, std::vector<float> bias
   const bool identity = quant::trivial_g_idx(w);
   if (!identity) perm_ = o.perm;
   group_start_ = o.group_start;
-  const int64_t row_bytes = w.bits == 8 ? K : (K + 31) / 32 * 16;
+  const int64_t row_bytes = cpu::qaffine_row_bytes(w.bits, K);
   q_.assign(size_t(N * row_bytes), 0);
   for (int64_t n = 0; n < N; ++n) {
     uint8_t* r = q_.data() + n * row_bytes;
     const uint8_t* src = w.q.data() + n * K;
-    for (int64_t k = 0; k < K; ++k) {
-      const uint8_t c = src[identity ? k : o.perm[size_t(k)]];
-      if (w.bits == 8) r[k] = c;
-      else r[(k >> 5) * 16 + (k & 15)] |= uint8_t((k & 16) ? (c << 4) : c);
-    }
+    for (int64_t k = 0; k < K; ++k) cpu::qaffine_put_code(r, w.bits, k, src[identity ? k : o.perm[size_t(k)]]);
   }
   scales_.resize(size_t(N * G));
   zeros_.resize(size_t(N * G));

@@ -2,20 +2,24 @@
 //
 // Each is built from the reference representation (quant/formats.h) and keeps a
 // kernel layout of about the quantized size (kernels/cpu/qgemv.h):
-//   AffineLinear: int4 (2 per byte, 32-column blocks) or int8 codes in a column
+//   AffineLinear: int4 (2 per byte, 128-column chunks, qgemv.h) or int8 codes in a column
 //     order where each group is contiguous (act-order g_idx becomes a permutation
 //     of the inputs), fp32 scales and int32 zeros per (output, group).
 //   Nf4Linear: the bitsandbytes packed bytes as stored, decoded fp32 absmax.
 //   Fp8Linear: the E4M3 codes and scales; W8A8 quantizes each activation row
 //     (token) to E4M3 with a dynamic scale max(absmax/448, 1/(448*512)) or the
 //     static input_scale, then multiplies (weight-only FP8 when w8a8 is false).
-// forward(): M <= cpu::kGemvMaxRows uses the fused GEMVs, larger M the
-// dequantize-a-tile + oneDNN path. In Precision::F32 the result is the fp32 value
+// forward(): M <= cpu::kGemvMaxRows uses the fused GEMVs (AVX512-BF16 for int4 in
+// Precision::BF16 when the CPU has it), larger M the dequantize-a-tile + oneDNN
+// path; FP8 W8A8 (and weight-only FP8 in BF16) prefill runs the AMX GEMM on the
+// E4M3 codes when AMX is available (kernels/cpu/qgemv.h, amx_gemm.h). In Precision::F32 the result is the fp32 value
 // of X * W^T for the reference W (within fp32 accumulation error); BF16 rounds
 // activations to bf16 (prefill also rounds the dequantized W tile to bf16).
 #pragma once
 
 #include <cstdint>
+#include <new>
+#include <optional>
 #include <vector>
 
 #include "kernels/cpu/qgemv.h"
@@ -23,6 +27,20 @@
 #include "quant/linear.h"
 
 namespace lq {
+
+// Allocator giving 64-byte aligned storage (whole cache lines for the kernels'
+// 64-byte weight loads; glibc's large allocations are only 16-byte aligned).
+template <class T>
+struct CacheAlignedAllocator {
+  using value_type = T;
+  CacheAlignedAllocator() = default;
+  template <class U>
+  CacheAlignedAllocator(const CacheAlignedAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const CacheAlignedAllocator<U>&) const { return true; }
+};
 
 class AffineLinear : public Linear {
  public:
@@ -35,7 +53,7 @@ class AffineLinear : public Linear {
 
  private:
   int64_t out_, in_;
-  std::vector<uint8_t> q_;
+  std::vector<uint8_t, CacheAlignedAllocator<uint8_t>> q_;
   std::vector<int32_t> group_start_, zeros_, perm_;
   std::vector<float> scales_, bias_;
   cpu::QAffineView v_;

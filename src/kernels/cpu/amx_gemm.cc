@@ -29,6 +29,10 @@
 //      (16x16 transpose, masked row stores into Y for the M/N tails, "add" for
 //      K blocks after the first) of a block runs after the next block's first
 //      k steps have been issued, overlapping the AMX unit (+6%).
+// FP8 weights (gemm_fp8w_amx): the same kernel; step 3 converts the E4M3 codes
+// to their exact bf16 values while it copies them into the panel (AVX-512:
+// normal codes by integer arithmetic on the bits, the 8 subnormal magnitudes by
+// a VPERMW table lookup), so no bf16 copy of W exists.
 // Threads: lq::parallel_run; 32-row N blocks are claimed dynamically within
 // each (K block, M block) phase (see run_worker; the shared VM's cores are
 // often unequally loaded); every thread configures its own tiles. Each output
@@ -44,6 +48,7 @@
 // amx_available() has checked the CPU and obtained the tile permission.
 
 #include "kernels/cpu/amx_gemm.h"
+#include "kernels/cpu/x86.h"
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -77,53 +82,9 @@ constexpr int64_t kMb = 256;   // rows of X per M block (multiple of 32)
 
 // ---- detection ------------------------------------------------------------
 
-bool detect_amx() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-  if (!((c >> 27) & 1u)) return false;  // OSXSAVE
-  uint32_t xlo = 0, xhi = 0;
-  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
-  if ((xlo & 0xE6u) != 0xE6u) return false;  // OS saves SSE, AVX and AVX-512 state
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  const bool avx512f = (b >> 16) & 1u, avx512bw = (b >> 30) & 1u;
-  const bool amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
-  if (!(avx512f && avx512bw && amx_bf16 && amx_tile)) return false;
-  // Linux >= 5.16: the process must ask for the (large) tile data state.
-  constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
-  unsigned long perm = 0;
-  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &perm) != 0) return false;
-  return (perm >> kXfeatureXtiledata) & 1ul;
-}
 
 // ---- AVX-512 helpers ------------------------------------------------------
 
-// In-place transpose of a 16 x 16 matrix of 32-bit elements held in 16 rows.
-LQ_AMX_FN inline void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  // Now r[4q + j] holds, in 128-bit lane L, elements (4L..4L+3) of column group
-  // j of rows 4q..4q+3. Interleave 128-bit lanes across row quads.
-  for (int h = 0; h < 2; ++h)
-    for (int j = 0; j < 4; ++j) {
-      const int a = 8 * h + j, b = 8 * h + 4 + j;
-      t[8 * h + j] = _mm512_shuffle_i32x4(r[a], r[b], 0x88);
-      t[8 * h + 4 + j] = _mm512_shuffle_i32x4(r[a], r[b], 0xdd);
-    }
-  for (int j = 0; j < 8; ++j) {
-    r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
-    r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
-  }
-}
 
 // fp32 -> bf16 (in the low 16 bits of each 32-bit lane), exactly as f32_to_bf16.
 LQ_AMX_FN inline __m512i to_bf16_lanes(__m512 v) {
@@ -163,7 +124,7 @@ LQ_AMX_FN void pack_x_block(const float* X, int64_t M, int64_t K, int64_t Kp, in
       const int64_t m = 16 * j + i;
       r[i] = m < M ? load_pairs(X + m * K + k0, kv) : _mm512_setzero_si512();
     }
-    transpose16(r);
+    x86::transpose16(r);
     uint32_t* dst = xp32 + (j * KP2 + k0 / 2) * 16;
     for (int p = 0; p < 16; ++p) _mm512_storeu_si512(dst + 16 * p, r[p]);
   }
@@ -182,7 +143,8 @@ static_assert(sizeof(TileConfig) == 64);
 
 struct Problem {
   int64_t M, K, N, Mp, Kp;
-  const uint16_t* W;
+  const uint16_t* W;      // bf16 weights, or null when W8 is used
+  const uint8_t* W8;      // E4M3 weights (converted while packing), or null
   const uint16_t* xp;     // packed X, Mp x Kp bf16
   float* Y;
 };
@@ -197,7 +159,7 @@ LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t 
     const __mmask16 mask = nv >= 16 ? __mmask16(0xffff) : __mmask16((1u << nv) - 1u);
     __m512i r[16];
     for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(cbuf + 256 * c + 16 * i);
-    transpose16(r);
+    x86::transpose16(r);
     const int64_t mv = std::min<int64_t>(16, pr.M - mt);
     for (int64_t j = 0; j < mv; ++j) {
       float* y = pr.Y + (mt + j) * pr.N + nt;
@@ -227,6 +189,56 @@ LQ_AMX_FN void pack_w_panel(const uint16_t* W, int64_t K, int64_t N, int64_t n0,
       const int64_t kv = std::min<int64_t>(32, K - 32 * s);
       const __mmask32 mask = kv >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << kv) - 1u);
       _mm512_storeu_si512(dst + (s - s0) * 1024, _mm512_maskz_loadu_epi16(mask, src + 32 * s));
+    }
+  }
+}
+
+// bf16 bits of the E4M3 values m * 2^-9, m = 0..7 (the subnormal magnitudes), padded to 32.
+alignas(64) constexpr uint16_t kFp8SubnormalBf16[32] = {0x0000, 0x3B00, 0x3B80, 0x3BC0, 0x3C00, 0x3C20, 0x3C40, 0x3C60};
+
+// Scalar definition of the fp8 -> bf16 conversion (the SIMD code computes the same).
+inline uint16_t fp8_to_bf16_scalar(uint8_t c) {
+  const unsigned mag = c & 0x7fu;
+  const unsigned r = mag < 8 ? kFp8SubnormalBf16[mag] : (mag << 4) + (120u << 7);  // exponent 7 -> 127 bias
+  return uint16_t(r | (unsigned(c & 0x80u) << 8));
+}
+
+// 32 E4M3 codes -> 32 bf16 words, exact (see fp8_to_bf16_scalar).
+LQ_AMX_FN inline __m512i fp8_to_bf16_words(__m256i bytes) {
+  const __m512i c = _mm512_cvtepu8_epi16(bytes);
+  const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi16(0x7f));
+  __m512i r = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(120 << 7));
+  const __mmask32 sub = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
+  r = _mm512_mask_permutexvar_epi16(r, sub, mag, _mm512_load_si512(kFp8SubnormalBf16));
+  return _mm512_or_si512(r, _mm512_slli_epi16(_mm512_and_si512(c, _mm512_set1_epi16(0x80)), 8));
+}
+
+LQ_AMX_FN void fp8_to_bf16_avx512(const uint8_t* src, int64_t n, uint16_t* dst) {
+  for (int64_t i = 0; i < n; i += 32) {
+    const int64_t kv = std::min<int64_t>(32, n - i);
+    const __mmask64 lm = kv >= 32 ? __mmask64(0xffffffffu) : ((__mmask64(1) << kv) - 1);
+    const __m256i b = _mm512_castsi512_si256(_mm512_maskz_loadu_epi8(lm, src + i));
+    _mm512_mask_storeu_epi16(dst + i, __mmask32(lm), fp8_to_bf16_words(b));
+  }
+}
+
+// As pack_w_panel, for E4M3 codes converted to bf16.
+LQ_AMX_FN void pack_w8_panel(const uint8_t* W8, int64_t K, int64_t N, int64_t n0, int64_t s0,
+                             int64_t s1, uint16_t* wpk) {
+  for (int r = 0; r < 32; ++r) {
+    const int64_t n = n0 + r;
+    uint16_t* dst = wpk + 32 * r;
+    if (n >= N) {
+      for (int64_t s = s0; s < s1; ++s) _mm512_storeu_si512(dst + (s - s0) * 1024, _mm512_setzero_si512());
+      continue;
+    }
+    const uint8_t* src = W8 + n * K;
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t kv = std::min<int64_t>(32, K - 32 * s);
+      const __mmask64 mask = kv >= 32 ? __mmask64(0xffffffffu) : ((__mmask64(1) << kv) - 1);
+      const __m256i b = _mm512_castsi512_si256(_mm512_maskz_loadu_epi8(mask, src + 32 * s));
+      // Zero codes past K give bf16 +0 (code 0 -> 0x0000), as pack_w_panel's zero padding.
+      _mm512_storeu_si512(dst + (s - s0) * 1024, fp8_to_bf16_words(b));
     }
   }
 }
@@ -276,7 +288,8 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
       for (;;) {
         const int64_t nb = next[phase].fetch_add(1, std::memory_order_relaxed);
         if (nb >= nblocks) break;
-        pack_w_panel(pr.W, pr.K, pr.N, nb * 32, s0, s1, wpk);
+        if (pr.W8) pack_w8_panel(pr.W8, pr.K, pr.N, nb * 32, s0, s1, wpk);
+        else pack_w_panel(pr.W, pr.K, pr.N, nb * 32, s0, s1, wpk);
         for (int64_t m = mb; m < mb1; m += 32) {
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
@@ -318,14 +331,13 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
   _tile_release();
 }
 
-void check_args(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, const float* Y) {
-  LQ_CHECK(M >= 0 && K >= 0 && N >= 0, "gemm_bf16w_amx: negative shape M={} K={} N={}", M, K, N);
+void check_args(const char* fn, const float* X, int64_t M, int64_t K, const void* W, int64_t N, const float* Y) {
+  LQ_CHECK(M >= 0 && K >= 0 && N >= 0, "{}: negative shape M={} K={} N={}", fn, M, K, N);
   if (M == 0 || N == 0) return;
-  LQ_CHECK(Y != nullptr, "gemm_bf16w_amx: null output Y for M={} N={}", M, N);
+  LQ_CHECK(Y != nullptr, "{}: null output Y for M={} N={}", fn, M, N);
   if (K > 0)
-    LQ_CHECK(X != nullptr && W != nullptr,
-             "gemm_bf16w_amx: null input (X={}, W={}) for M={} K={} N={}",
-             static_cast<const void*>(X), static_cast<const void*>(W), M, K, N);
+    LQ_CHECK(X != nullptr && W != nullptr, "{}: null input (X={}, W={}) for M={} K={} N={}", fn,
+             static_cast<const void*>(X), W, M, K, N);
 }
 
 // Per calling thread, reused across calls (no fresh page faults per call).
@@ -345,7 +357,7 @@ T* aligned_scratch(std::vector<T>& v, size_t n) {
 }  // namespace
 
 bool amx_available() {
-  static const bool ok = detect_amx();
+  static const bool ok = x86::features().amx_bf16;
   return ok;
 }
 
@@ -358,10 +370,12 @@ bool amx_gemm_enabled() {
   return ok;
 }
 
-void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y) {
-  check_args(X, M, K, W, N, Y);
-  LQ_CHECK(amx_available(), "gemm_bf16w_amx: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})",
-           M, K, N);
+namespace {
+
+void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const uint16_t* W, const uint8_t* W8,
+              int64_t N, float* Y) {
+  check_args(fn, X, M, K, W ? static_cast<const void*>(W) : static_cast<const void*>(W8), N, Y);
+  LQ_CHECK(amx_available(), "{}: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})", fn, M, K, N);
   if (M == 0 || N == 0) return;
   if (K == 0) {
     std::fill(Y, Y + M * N, 0.0f);
@@ -374,7 +388,7 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
     for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xp32);
   });
 
-  Problem pr{M, K, N, Mp, Kp, W, reinterpret_cast<const uint16_t*>(xp32), Y};
+  Problem pr{M, K, N, Mp, Kp, W, W8, reinterpret_cast<const uint16_t*>(xp32), Y};
   const int64_t phases = (Kp / 32 + kKb / 32 - 1) / (kKb / 32) * ((Mp + kMb - 1) / kMb);
   std::vector<std::atomic<int64_t>> next(static_cast<size_t>(phases));
   for (auto& c : next) c.store(0, std::memory_order_relaxed);
@@ -383,6 +397,25 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
     thread_local std::vector<uint16_t> wpk;
     run_worker(pr, aligned_scratch(wpk, size_t(32 * kKb)), next.data());
   });
+}
+
+}  // namespace
+
+void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y) {
+  gemm_amx("gemm_bf16w_amx", X, M, K, W, nullptr, N, Y);
+}
+
+void gemm_fp8w_amx(const float* X, int64_t M, int64_t K, const uint8_t* W8, int64_t N, float* Y) {
+  gemm_amx("gemm_fp8w_amx", X, M, K, nullptr, W8, N, Y);
+}
+
+void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst) {
+  LQ_CHECK(n >= 0 && (n == 0 || (src && dst)), "fp8e4m3_to_bf16_n: bad arguments (n={})", n);
+  if (amx_available()) {
+    fp8_to_bf16_avx512(src, n, dst);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = fp8_to_bf16_scalar(src[i]);
 }
 
 }  // namespace lq::cpu

@@ -27,4 +27,16 @@ bool amx_gemm_enabled();
 // thread count. Throws lq::Error on bad arguments, or if AMX is unavailable.
 void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y);
 
+// Y = bf16(X) · fp8(W8)^T with AMX: W8 holds E4M3 codes [N, K] (no NaN codes; a NaN
+// code is read as the finite value its bits would have with a larger exponent
+// field). Each code is converted to its exact bf16 value while the W panel is
+// packed (fp8e4m3_to_bf16_n), so the result is bitwise the one gemm_bf16w_amx
+// gives for the bf16 copy of W. Used for FP8 W8A8 prefill: with X holding E4M3
+// values (exact in bf16) every product is exact and accumulated in fp32.
+void gemm_fp8w_amx(const float* X, int64_t M, int64_t K, const uint8_t* W8, int64_t N, float* Y);
+
+// dst[i] = the bf16 bits of fp8e4m3_to_f32(src[i]) (exact), AVX-512 when amx_available(),
+// else scalar (same formula). The NaN codes 0x7f / 0xff give +-480 (see above).
+void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst);
+
 }  // namespace lq::cpu

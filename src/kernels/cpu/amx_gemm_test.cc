@@ -12,10 +12,14 @@
 // Packing/indexing/transposition mistakes give errors of order S / K or more;
 // OneHotIsExact checks bit-exact results where no rounding can happen (so the
 // bf16 rounding of X must equal core/dtype.h f32_to_bf16 exactly).
-// All tests GTEST_SKIP when the CPU/OS has no AMX.
+// All tests GTEST_SKIP when the CPU/OS has no AMX (except Fp8ToBf16AllCodes).
+// FP8 weights (gemm_fp8w_amx): the kernel must give bitwise the result of
+// gemm_bf16w_amx on the bf16 copy of W (same tiles, same order), and the
+// conversion must equal f32_to_bf16(fp8e4m3_to_f32(c)) for every non-NaN code.
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -182,6 +186,56 @@ TEST(AmxGemm, EmptyShapesAndBadArguments) {
   EXPECT_THROW(gemm_bf16w_amx(X, -1, 2, W, 2, Y), Error);
   EXPECT_THROW(gemm_bf16w_amx(X, 1, 2, W, 2, nullptr), Error);
   EXPECT_THROW(gemm_bf16w_amx(X, 1, 2, nullptr, 2, Y), Error);
+}
+
+TEST(AmxGemm, Fp8ToBf16AllCodes) {
+  // All 256 codes, at every offset within a 32-code SIMD step (tails included).
+  std::vector<uint8_t> codes;
+  for (int rep = 0; rep < 3; ++rep)
+    for (int c = 0; c < 256; ++c) codes.push_back(uint8_t(c));
+  for (int64_t off : {0, 1, 7, 31}) {
+    const int64_t n = int64_t(codes.size()) - off;
+    std::vector<uint16_t> out(size_t(n), 0xdead);
+    fp8e4m3_to_bf16_n(codes.data() + off, n, out.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t c = codes[size_t(off + i)];
+      if ((c & 0x7f) == 0x7f) {  // NaN codes: documented finite pattern +-480
+        EXPECT_EQ(bf16_to_f32(out[size_t(i)]), (c & 0x80) ? -480.0f : 480.0f) << int(c);
+        continue;
+      }
+      ASSERT_EQ(out[size_t(i)], f32_to_bf16(fp8e4m3_to_f32(c))) << "code " << int(c) << " offset " << off;
+      ASSERT_EQ(bf16_to_f32(out[size_t(i)]), fp8e4m3_to_f32(c)) << "code " << int(c);  // exact
+    }
+  }
+}
+
+TEST(AmxGemm, Fp8WeightsEqualBf16Copy) {
+  LQ_REQUIRE_AMX();
+  // Shapes with M, N and K tails and (K = 2100) two K blocks.
+  const std::vector<std::array<int64_t, 3>> shapes = {{5, 64, 17}, {33, 100, 40}, {64, 2100, 33}, {300, 96, 70}};
+  for (const auto& [M, K, N] : shapes) {
+    std::mt19937 rng(uint32_t(M * 7 + K + N));
+    std::vector<uint8_t> w8(size_t(N * K));
+    for (auto& c : w8) {
+      do c = uint8_t(rng());
+      while ((c & 0x7f) == 0x7f);
+    }
+    std::vector<uint16_t> wb(w8.size());
+    for (size_t i = 0; i < w8.size(); ++i) wb[i] = f32_to_bf16(fp8e4m3_to_f32(w8[i]));
+    std::vector<float> X(size_t(M * K));
+    for (auto& x : X) x = fp8e4m3_to_f32(uint8_t(rng() % 0x7f)) * ((rng() & 1) ? -1.0f : 1.0f);
+    std::vector<float> y8(size_t(M * N)), yb(size_t(M * N));
+    for (int threads : {1, 2}) {
+      ThreadCount tc(threads);
+      gemm_fp8w_amx(X.data(), M, K, w8.data(), N, y8.data());
+      gemm_bf16w_amx(X.data(), M, K, wb.data(), N, yb.data());
+      for (size_t i = 0; i < y8.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(y8[i]), std::bit_cast<uint32_t>(yb[i]))
+            << "M=" << M << " K=" << K << " N=" << N << " at " << i << " threads " << threads;
+    }
+  }
+  std::vector<float> y(4);
+  EXPECT_THROW(gemm_fp8w_amx(nullptr, 2, 8, nullptr, 2, y.data()), Error);
 }
 
 }  // namespace

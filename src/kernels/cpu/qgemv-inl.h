@@ -7,12 +7,17 @@
 // lanes (PromoteTo), decoded exactly to fp32, and accumulated with fp32 FMAs in
 // two independent chains per X row; group/block sums are scaled once per group.
 //   affine: w = float(q - zero) (exact integer), sum per group, times scale.
+//           int4: per 32-column block b, L 16-bit words of chunk b/4 shifted right
+//           by 4 * (b % 4) and masked give the codes of L consecutive columns.
 //   NF4:    w = code[nibble] (table lookup: AVX-512 permute, else a gather),
 //           sum per block, times absmax. X is pre-permuted per 2L block into
 //           [even elements][odd elements] to match high/low nibbles.
-//   FP8:    normal codes: w = bitcast(((c & 0x7f) << 20) + (120 << 23)) (exponent
-//           rebiased 7 -> 127); subnormal codes: (c & 7) * 2^-9; sign bit ORed in.
-//           Exact, and no f32 subnormal ever appears (they cost microcode assists).
+//   FP8:    the code c read as a signed byte, sign-extended to 16 bits, shifted left
+//           by 7 and with bit 14 cleared is the IEEE half (sign << 15 | (c & 0x7f) << 7)
+//           whose value is exactly fp8(c) * 2^-8 for every code, subnormals included
+//           (the half's exponent bias 15 is the E4M3 bias 7 plus 8); the hardware
+//           half -> float conversion (VCVTPH2PS / F16C) widens it. The factor 2^8 is
+//           applied to the fp32 sum (exact). 4 instructions per L weights.
 // Numerics: the per-element products are exact inside the FMA; the sums are fp32
 // in a fixed order that depends only on K and the target, never on threads.
 
@@ -89,16 +94,20 @@ HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_REST
     };
     if (vec4) {
       for (; k < e && (k & 31); ++k) scalar_step(k);
+      const hn::Rebind<uint16_t, decltype(df)> d16;
       for (; k + 32 <= e; k += 32) {
-        const uint8_t* pb = qrow + (k >> 1);
-        for (int64_t h = 0; h < 16; h += L) {
-          const auto vi = hn::PromoteTo(di, hn::LoadU(d8, pb + h));
-          const V wlo = hn::ConvertTo(df, hn::Sub(hn::And(vi, m15), zv));
-          const V whi = hn::ConvertTo(df, hn::Sub(hn::ShiftRight<4>(vi), zv));
+        // Block k/32: words of chunk k/128, codes in bits [4t, 4t + 4), t = (k/32) % 4.
+        const uint16_t* pw = reinterpret_cast<const uint16_t*>(qrow + (k >> 7) * 64);
+        const int sh = int((k >> 5) & 3) * 4;
+        for (int64_t h = 0; h < 32; h += 2 * L) {
+          const auto v0 = hn::PromoteTo(di, hn::LoadU(d16, pw + h));
+          const auto v1 = hn::PromoteTo(di, hn::LoadU(d16, pw + h + L));
+          const V w0 = hn::ConvertTo(df, hn::Sub(hn::And(hn::ShiftRightSame(v0, sh), m15), zv));
+          const V w1 = hn::ConvertTo(df, hn::Sub(hn::And(hn::ShiftRightSame(v1, sh), m15), zv));
           LQ_UNROLL
           for (int m = 0; m < kM; ++m) {
-            a0[m] = hn::MulAdd(wlo, hn::LoadU(df, xp + m * ldx + k + h), a0[m]);
-            a1[m] = hn::MulAdd(whi, hn::LoadU(df, xp + m * ldx + k + 16 + h), a1[m]);
+            a0[m] = hn::MulAdd(w0, hn::LoadU(df, xp + m * ldx + k + h), a0[m]);
+            a1[m] = hn::MulAdd(w1, hn::LoadU(df, xp + m * ldx + k + h + L), a1[m]);
           }
         }
       }
@@ -258,35 +267,24 @@ template <int kM>
 HWY_INLINE void Fp8Row(const QFp8View& w, int64_t n, const float* HWY_RESTRICT xs, const float* HWY_RESTRICT rs,
                        float* HWY_RESTRICT y, int64_t ldy) {
   const hn::ScalableTag<float> df;
-  const hn::RebindToUnsigned<decltype(df)> du;
-  const hn::Rebind<uint8_t, decltype(df)> d8;
   using V = hn::Vec<decltype(df)>;
   const int64_t L = int64_t(hn::Lanes(df));
   const int64_t K = w.K;
   const uint8_t* HWY_RESTRICT wr = w.w + n * K;
-  const hn::RebindToSigned<decltype(df)> di;
-  const auto m7f = hn::Set(du, 0x7fu);
-  const auto m80 = hn::Set(du, 0x80u);
-  const auto m07 = hn::Set(du, 0x07u);
-  const auto bias = hn::Set(du, 120u << 23);
-  const auto eight = hn::Set(di, 8);
-  const V sub_step = hn::Set(df, 1.0f / 512.0f);
+  const hn::Rebind<int8_t, decltype(df)> d8s;
+  const hn::Rebind<int16_t, decltype(df)> d16;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const auto keep = hn::Set(d16, int16_t(~0x4000));
   V a0[kM], a1[kM];
   LQ_UNROLL
   for (int m = 0; m < kM; ++m) {
     a0[m] = hn::Zero(df);
     a1[m] = hn::Zero(df);
   }
-  // Normal codes: exponent rebiased by +120 (never an f32 subnormal, which would
-  // be slow); subnormal codes (exponent 0): mantissa * 2^-9. Both exact.
+  // fp8(c) * 2^-8 exactly (see the file comment).
   auto decode = [&](const uint8_t* p) {
-    const auto c = hn::PromoteTo(du, hn::LoadU(d8, p));
-    const auto mag = hn::And(c, m7f);
-    const V normal = hn::BitCast(df, hn::Add(hn::ShiftLeft<20>(mag), bias));
-    const V sub = hn::Mul(hn::ConvertTo(df, hn::BitCast(di, hn::And(c, m07))), sub_step);
-    const auto is_sub = hn::RebindMask(df, hn::Lt(hn::BitCast(di, mag), eight));
-    const V v = hn::IfThenElse(is_sub, sub, normal);
-    return hn::Or(v, hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, m80))));
+    const auto c = hn::PromoteTo(d16, hn::LoadU(d8s, reinterpret_cast<const int8_t*>(p)));
+    return hn::PromoteTo(df, hn::BitCast(dh, hn::And(hn::ShiftLeft<7>(c), keep)));
   };
   int64_t k = 0;
   if (HWY_TARGET != HWY_SCALAR) {
@@ -303,7 +301,7 @@ HWY_INLINE void Fp8Row(const QFp8View& w, int64_t n, const float* HWY_RESTRICT x
   const float ws = w.scale[w.per_channel ? n : 0];
   LQ_UNROLL
   for (int m = 0; m < kM; ++m) {
-    float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0[m], a1[m])));
+    float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0[m], a1[m]))) * 256.0f;  // exact
     for (int64_t kk = k; kk < K; ++kk) s += xs[m * K + kk] * fp8e4m3_to_f32(wr[kk]);
     y[m * ldy] = (s * rs[m]) * ws;
   }
@@ -334,6 +332,45 @@ inline void QgemvFp8(const QFp8View& w, const float* xs, const float* rs, int64_
         },
         /*grain=*/16);
   }
+}
+
+// ---- FP8 activation quantization ------------------------------------------------
+
+// out[i] = fp8e4m3_to_f32(f32_to_fp8e4m3(x[i] / scale)), bit-exact: |v| >= 2^-6 (E4M3
+// normals) keeps 3 mantissa bits by an integer round-to-nearest-even on the fp32
+// bits; |v| < 2^-6 (E4M3 subnormals, multiples of 2^-9) rounds by adding and
+// subtracting 2^14 (whose fp32 ulp is 2^-9); then min(., 448) and the sign. NaN
+// stays NaN (the scalar cast maps it to the NaN code).
+inline void Fp8QuantDequant(const float* HWY_RESTRICT x, int64_t n, float scale, float* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  using V = hn::Vec<decltype(df)>;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const V vs = hn::Set(df, scale);
+  const auto sign_bit = hn::Set(du, 0x80000000u);
+  const auto half_ulp = hn::Set(du, 0x7ffffu);
+  const auto one = hn::Set(du, 1u);
+  const auto keep = hn::Set(du, 0xfff00000u);
+  const V magic = hn::Set(df, 16384.0f);
+  const V min_normal = hn::Set(df, 0.015625f);
+  const V vmax = hn::Set(df, kFp8E4M3Max);
+  int64_t i = 0;
+  if (HWY_TARGET != HWY_SCALAR) {
+    for (; i + L <= n; i += L) {
+      const V v = hn::Div(hn::LoadU(df, x + i), vs);
+      const auto u = hn::BitCast(du, v);
+      const auto a = hn::AndNot(sign_bit, u);
+      const V av = hn::BitCast(df, a);
+      const auto rn = hn::And(hn::Add(a, hn::Add(half_ulp, hn::And(hn::ShiftRight<20>(a), one))), keep);
+      const V sub = hn::Sub(hn::Add(av, magic), magic);
+      V r = hn::IfThenElse(hn::Lt(av, min_normal), sub, hn::BitCast(df, rn));
+      r = hn::Min(r, vmax);
+      r = hn::Or(r, hn::BitCast(df, hn::And(u, sign_bit)));
+      r = hn::IfThenElse(hn::Eq(v, v), r, v);  // NaN in, NaN out
+      hn::StoreU(r, df, out + i);
+    }
+  }
+  for (; i < n; ++i) out[i] = fp8e4m3_to_f32(f32_to_fp8e4m3(x[i] / scale));
 }
 
 }  // namespace HWY_NAMESPACE

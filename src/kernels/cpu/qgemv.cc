@@ -9,7 +9,9 @@
 // f32, AMX when present). F32: X and the W tile in fp32 (the tile holds exactly
 // the reference values), f32 matmul. FP8 W8A8: the E4M3 values of X and W are
 // exact in bf16, so the bf16 matmul gives exact products in fp32 accumulation;
-// Y is then scaled by xscale[m] * wscale[n].
+// Y is then scaled by xscale[m] * wscale[n]. With AMX (amx_gemm_enabled()) FP8
+// prefill runs the AMX GEMM on the E4M3 codes directly (converted to bf16 while W
+// panels are packed: no dequantized tile, no oneDNN call).
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/qgemv.cc"
@@ -30,6 +32,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "kernels/cpu/amx_gemm.h"
 #include "kernels/cpu/matmul.h"
 
 namespace lq::cpu {
@@ -37,6 +40,7 @@ namespace lq::cpu {
 HWY_EXPORT(QgemvAffine);
 HWY_EXPORT(QgemvNf4);
 HWY_EXPORT(QgemvFp8);
+HWY_EXPORT(Fp8QuantDequant);
 
 namespace {
 
@@ -55,12 +59,12 @@ void check_affine(const QAffineView& w) {
   LQ_CHECK(w.group_start[0] == 0 && w.group_start[w.n_groups] == w.K,
            "qgemv_affine: group ranges cover [{}, {}), expected [0, {})", w.group_start[0],
            w.group_start[w.n_groups], w.K);
-  const int64_t need = w.bits == 8 ? w.K : (w.K + 31) / 32 * 16;
+  const int64_t need = qaffine_row_bytes(w.bits, w.K);
   LQ_CHECK(w.row_bytes >= need, "qgemv_affine: row_bytes {} < {} needed for K={}", w.row_bytes, need, w.K);
 }
 
 // X in kernel column order (perm), rounded to bf16 if asked, rows padded to ldx.
-int64_t affine_ldx(const QAffineView& w) { return w.bits == 4 ? (w.K + 31) / 32 * 32 : w.K; }
+int64_t affine_ldx(const QAffineView& w) { return w.bits == 4 ? (w.K + 127) / 128 * 128 : w.K; }
 
 void prepare_affine_x(const QAffineView& w, const float* X, int64_t M, bool round_x, std::vector<float>& xp) {
   const int64_t ldx = affine_ldx(w), K = w.K;
@@ -75,24 +79,29 @@ void prepare_affine_x(const QAffineView& w, const float* X, int64_t M, bool roun
   }
 }
 
-// E4M3 activations: codes decoded exactly, one scale per row.
+// E4M3 activations: codes decoded exactly, one scale per row (SIMD, rows in parallel).
 void prepare_fp8_x(const QFp8View& w, const float* X, int64_t M, const float* act_scale, Precision p,
                    std::vector<float>& xs, std::vector<float>& rs) {
   const int64_t K = w.K;
   xs.resize(size_t(M * K));
   rs.assign(size_t(M), 1.0f);
-  for (int64_t m = 0; m < M; ++m) {
-    const float* x = X + m * K;
-    float* d = xs.data() + m * K;
+  for (int64_t m = 0; m < M; ++m)
     if (act_scale) {
       const float s = act_scale[m];
       LQ_CHECK(s > 0.0f && std::isfinite(s), "qgemv_fp8: activation scale {} of row {} is not finite positive", s, m);
       rs[size_t(m)] = s;
-      for (int64_t k = 0; k < K; ++k) d[k] = fp8e4m3_to_f32(f32_to_fp8e4m3(x[k] / s));
-    } else {
-      for (int64_t k = 0; k < K; ++k) d[k] = p == Precision::BF16 ? round_bf16(x[k]) : x[k];
     }
-  }
+  auto rows = [&](int64_t a, int64_t b) {
+    for (int64_t m = a; m < b; ++m) {
+      const float* x = X + m * K;
+      float* d = xs.data() + m * K;
+      if (act_scale) HWY_DYNAMIC_DISPATCH(Fp8QuantDequant)(x, K, rs[size_t(m)], d);
+      else if (p == Precision::BF16) for (int64_t k = 0; k < K; ++k) d[k] = round_bf16(x[k]);
+      else std::copy(x, x + K, d);
+    }
+  };
+  if (M * K >= (int64_t(1) << 16)) parallel_for(M, rows);
+  else rows(0, M);
 }
 
 // ---- oneDNN matmul of a dequantized tile: Y[:, n0:n0+n] (row stride ldy) ----------
@@ -236,13 +245,23 @@ void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, uint16_t* dst) 
 
 // ---- decode -----------------------------------------------------------------------
 
-void qgemv_affine(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p) {
+void qgemv_affine_hwy(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p) {
   check("qgemv_affine", w.N, w.K, X, M, Y);
   if (M == 0 || w.N == 0) return;
   check_affine(w);
   std::vector<float>& xp = tl_xf;
   prepare_affine_x(w, X, M, p == Precision::BF16, xp);
   HWY_DYNAMIC_DISPATCH(QgemvAffine)(w, xp.data(), M, affine_ldx(w), Y);
+}
+
+void qgemv_affine(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p) {
+  if (qgemv_affine_bf16dp_supported(w, p) && qgemv_bf16dp_available()) qgemv_affine_bf16dp(w, X, M, Y);
+  else qgemv_affine_hwy(w, X, M, Y, p);
+}
+
+void fp8_quant_dequant_n(const float* x, int64_t n, float scale, float* out) {
+  LQ_CHECK(n >= 0 && (n == 0 || (x && out)), "fp8_quant_dequant_n: bad arguments (n={})", n);
+  HWY_DYNAMIC_DISPATCH(Fp8QuantDequant)(x, n, scale, out);
 }
 
 void qgemv_nf4(const QNf4View& w, const float* X, int64_t M, float* Y, Precision p) {
@@ -301,16 +320,24 @@ void qgemm_fp8(const QFp8View& w, const float* X, int64_t M, const float* act_sc
   // E4M3 weights are exact in bf16; activations are exact in bf16 when they are E4M3
   // values (W8A8) or already rounded (BF16). Weight-only F32 needs the f32 matmul.
   const bool bf16 = act_scale != nullptr || p == Precision::BF16;
-  auto deq_f = [&](int64_t a, int64_t b, float* d) {
-    for (int64_t i = a * K; i < b * K; ++i) d[i - a * K] = fp8e4m3_to_f32(w.w[i]);
-  };
-  auto deq_b = [&](int64_t a, int64_t b, uint16_t* d) {
-    for (int64_t i = a * K; i < b * K; ++i) d[i - a * K] = f32_to_bf16(fp8e4m3_to_f32(w.w[i]));
-  };
-  tiled_gemm(xs.data(), M, K, N, Y, bf16, deq_f, deq_b);
+  if (bf16 && amx_gemm_enabled()) {
+    gemm_fp8w_amx(xs.data(), M, K, w.w, N, Y);  // bf16(xs) = xs: exact products, fp32 sums
+  } else {
+    auto deq_f = [&](int64_t a, int64_t b, float* d) {
+      for (int64_t i = a * K; i < b * K; ++i) d[i - a * K] = fp8e4m3_to_f32(w.w[i]);
+    };
+    auto deq_b = [&](int64_t a, int64_t b, uint16_t* d) { fp8e4m3_to_bf16_n(w.w + a * K, (b - a) * K, d); };
+    tiled_gemm(xs.data(), M, K, N, Y, bf16, deq_f, deq_b);
+  }
   parallel_for(M, [&](int64_t a, int64_t b) {
-    for (int64_t m = a; m < b; ++m)
-      for (int64_t n = 0; n < N; ++n) Y[m * N + n] = (Y[m * N + n] * rs[size_t(m)]) * w.scale[w.per_channel ? n : 0];
+    for (int64_t m = a; m < b; ++m) {
+      const float r = rs[size_t(m)];
+      float* y = Y + m * N;
+      if (w.per_channel)
+        for (int64_t n = 0; n < N; ++n) y[n] = (y[n] * r) * w.scale[n];
+      else
+        for (int64_t n = 0; n < N; ++n) y[n] = (y[n] * r) * w.scale[0];
+    }
   });
 }
 

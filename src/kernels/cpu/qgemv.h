@@ -12,15 +12,22 @@
 //   FP8 E4M3: W[n][k] = fp8(w[n][k]) * scale[n or 0]; W8A8 multiplies E4M3-quantized
 //     activations: Y[m][n] = (sum_k fp8(xq[m][k]) * fp8(w[n][k])) * xscale[m] * scale[n].
 //
-// Decode (M <= kGemvMaxRows): fused dequantize-and-dot GEMVs (Highway, runtime
-// dispatch AVX-512 / AVX2 / SSE4 / scalar): W streamed once per call, codes widened
-// to fp32 in registers, exact (q - zero) and fp32 FMA accumulation per group /
-// block, one fp32 multiply by the group scale per group. Threads split N statically
-// (results do not depend on the thread count).
+// Decode (M <= kGemvMaxRows): fused dequantize-and-dot GEMVs, W streamed once per
+// call, every product exact, fp32 accumulation per group / block, one fp32 multiply
+// by the group scale per group. Threads split N statically (results do not depend
+// on the thread count). Two implementations:
+//   * Highway (runtime dispatch AVX-512 / AVX2 / SSE4 / scalar), any layout and
+//     precision: codes widened to fp32 in registers, fp32 FMAs (qgemv-inl.h).
+//   * AVX512-BF16 (qgemv_avx512.cc), int4 affine in Precision::BF16 when the CPU
+//     has it: (q - zero) is a small integer, exact in bf16, looked up 32 at a time
+//     with VPERMW from a per-group table; VDPBF16PS multiplies it with the bf16
+//     activations (exact products, fp32 accumulation) -- the same values the
+//     Highway kernel computes, about twice as few instructions per weight.
 // Prefill (any M): each N-tile of W is dequantized into a scratch buffer (bf16 for
 // Precision::BF16, fp32 for F32 so the values are exactly the reference values) and
 // multiplied by oneDNN (AMX / AVX-512 when present). FP8 W8A8 prefill multiplies
-// the exact E4M3 values of activations and weights as bf16 (exact) and scales Y.
+// the exact E4M3 values of activations and weights as bf16 (exact) with the AMX
+// GEMM (fp8 -> bf16 conversion while packing W; amx_gemm.h) or oneDNN, and scales Y.
 //
 // Precision::BF16 rounds activations to bf16 first (as the bf16 path); for FP8 W8A8
 // the activation quantization replaces that rounding.
@@ -37,8 +44,10 @@ struct QAffineView {
   int64_t N = 0, K = 0;
   int64_t row_bytes = 0;               // bytes per row of q
   // bits 8: byte k' = code of kernel column k'.
-  // bits 4: K padded to a multiple of 32; per block of 32 columns 16 bytes,
-  //         byte i = code(32b + i) | code(32b + 16 + i) << 4.
+  // bits 4: K padded to a multiple of 128; per chunk c of 128 columns 64 bytes,
+  //         read as 32 little-endian 16-bit words: word w holds the code of column
+  //         128c + 32t + w in bits [4t, 4t + 4), t = 0..3. So one 64-byte load gives
+  //         4 vectors of 32 codes (shift by 4t) for 4 runs of 32 consecutive columns.
   const uint8_t* q = nullptr;          // [N][row_bytes]
   int64_t n_groups = 0;
   const int32_t* group_start = nullptr;  // [n_groups + 1]
@@ -47,12 +56,25 @@ struct QAffineView {
   const int32_t* perm = nullptr;       // [K] or null (identity)
 };
 
+// Bytes per row of q for K columns (the minimum row_bytes).
+inline int64_t qaffine_row_bytes(int bits, int64_t K) { return bits == 8 ? K : (K + 127) / 128 * 64; }
+
+// Byte of a row holding (bits 4) column k, and whether it is the high nibble.
+inline int64_t qaffine_int4_byte(int64_t k) { return (k >> 7) * 64 + 2 * (k & 31) + ((k >> 6) & 1); }
+inline bool qaffine_int4_high(int64_t k) { return (k >> 5) & 1; }
+
 // Code of kernel column k of row n (scalar access to the layout above).
 inline int qaffine_code(const QAffineView& w, int64_t n, int64_t k) {
   const uint8_t* r = w.q + n * w.row_bytes;
   if (w.bits == 8) return r[k];
-  const uint8_t b = r[(k >> 5) * 16 + (k & 15)];
-  return (k & 16) ? (b >> 4) : (b & 15);
+  const uint8_t b = r[qaffine_int4_byte(k)];
+  return qaffine_int4_high(k) ? (b >> 4) : (b & 15);
+}
+
+// Stores code c (< 2^bits) of column k into a zero-initialised row (layout builders).
+inline void qaffine_put_code(uint8_t* row, int bits, int64_t k, int c) {
+  if (bits == 8) row[k] = uint8_t(c);
+  else row[qaffine_int4_byte(k)] |= uint8_t(qaffine_int4_high(k) ? (c & 15) << 4 : (c & 15));
 }
 
 struct QNf4View {
@@ -73,12 +95,31 @@ struct QFp8View {
 };
 
 // ---- decode GEMVs (any M >= 0; rows are processed in groups of 4) ----
+// qgemv_affine picks the AVX512-BF16 kernel when qgemv_affine_bf16dp_supported(w, p)
+// and qgemv_bf16dp_available(), else the Highway kernel.
 void qgemv_affine(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p);
 void qgemv_nf4(const QNf4View& w, const float* X, int64_t M, float* Y, Precision p);
 // act_scale: [M] per-row activation scales for W8A8 (row m is quantized as
 // f32_to_fp8e4m3(x / act_scale[m])); nullptr = weight-only (X used as is, or
 // rounded to bf16 for Precision::BF16).
 void qgemv_fp8(const QFp8View& w, const float* X, int64_t M, const float* act_scale, float* Y, Precision p);
+
+// The individual decode paths (for tests and benchmarks).
+// True when the CPU and OS support AVX512-F/BW/VL + AVX512-BF16 (cpuid, xgetbv) and
+// the environment variable LQ_DISABLE_BF16DP is not "1". Read once per process.
+bool qgemv_bf16dp_available();
+// The AVX512-BF16 int4 kernel applies: bits 4, Precision::BF16, every group starts
+// at a multiple of 32 columns.
+bool qgemv_affine_bf16dp_supported(const QAffineView& w, Precision p);
+// Throws lq::Error unless qgemv_affine_bf16dp_supported(w, BF16) and qgemv_bf16dp_available().
+// Same semantics as qgemv_affine(..., Precision::BF16).
+void qgemv_affine_bf16dp(const QAffineView& w, const float* X, int64_t M, float* Y);
+void qgemv_affine_hwy(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p);
+
+// W8A8 activation quantization, SIMD (Highway) and exactly equal to the scalar
+// definition: out[i] = fp8e4m3_to_f32(f32_to_fp8e4m3(x[i] / scale)) (true division,
+// round to nearest even, saturation to +-448, NaN stays NaN).
+void fp8_quant_dequant_n(const float* x, int64_t n, float scale, float* out);
 
 // ---- prefill GEMMs (any M; dequantize an N-tile, then oneDNN) ----
 void qgemm_affine(const QAffineView& w, const float* X, int64_t M, float* Y, Precision p);

@@ -8,18 +8,26 @@
 // scale or zero, which changes an output by >= one |x w| term). The BF16 prefill
 // rounds the dequantized weights to bf16 as well, so it is compared with
 // 2^-8 * sum |x w| (one bf16 rounding of each weight).
+// The AVX512-BF16 int4 GEMV (qgemv_affine_bf16dp) forms the same exact products
+// x_bf16 * (q - zero) with fp32 sums, so it gets the GEMV tolerance 4e-6; its tests
+// GTEST_SKIP without AVX512-BF16. The SIMD FP8 activation quantizer must equal the
+// scalar definition bit for bit.
 #include "kernels/cpu/qgemv.h"
 
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
 
+#include <bit>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/threads.h"
+#include "hwy/targets.h"
 #include "kernels/cpu/matmul.h"
 
 namespace lq::cpu {
@@ -36,16 +44,11 @@ struct AffineFixture {
 AffineFixture make_affine(int bits, int64_t N, int64_t K, std::vector<int64_t> sizes, bool permute, uint32_t seed) {
   AffineFixture f;
   std::mt19937 rng(seed);
-  const int64_t row_bytes = bits == 8 ? K : (K + 31) / 32 * 16;
+  const int64_t row_bytes = qaffine_row_bytes(bits, K);
   f.q.assign(size_t(N * row_bytes), 0);
   const int qmax = (1 << bits) - 1;
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t k = 0; k < K; ++k) {
-      const uint8_t c = uint8_t(rng() % (qmax + 1));
-      uint8_t* r = f.q.data() + n * row_bytes;
-      if (bits == 8) r[k] = c;
-      else r[(k >> 5) * 16 + (k & 15)] |= uint8_t((k & 16) ? c << 4 : c);
-    }
+    for (int64_t k = 0; k < K; ++k) qaffine_put_code(f.q.data() + n * row_bytes, bits, k, int(rng() % (qmax + 1)));
   f.gs.push_back(0);
   for (size_t i = 0; f.gs.back() < K; ++i) f.gs.push_back(int32_t(std::min<int64_t>(K, f.gs.back() + sizes[i % sizes.size()])));
   const int64_t G = int64_t(f.gs.size()) - 1;
@@ -114,16 +117,119 @@ TEST(QgemvAffine, MatchesReference) {
       for (Precision p : {Precision::F32, Precision::BF16}) {
         AffineFixture f = make_affine(c.bits, c.N, c.K, c.sizes, c.perm, uint32_t(c.N * 31 + M));
         const std::vector<float> X = rand_x(M * c.K, uint32_t(M + c.K));
-        std::vector<float> y(size_t(M * c.N)), ref(size_t(M * c.N)), yg(size_t(M * c.N));
+        std::vector<float> y(size_t(M * c.N)), ref(size_t(M * c.N)), yg(size_t(M * c.N)), yh(size_t(M * c.N));
         qgemv_affine(f.v, X.data(), M, y.data(), p);
+        qgemv_affine_hwy(f.v, X.data(), M, yh.data(), p);
         qgemm_affine(f.v, X.data(), M, yg.data(), p);
         qgemv_affine_ref(f.v, X.data(), M, ref.data(), p);
         auto mag = abs_dot(X, M, c.K, c.N, [&](int64_t n, float* d) { dequant_affine_rows(f.v, n, n + 1, d); },
                            f.v.perm);
         const std::string what = fmt::format("bits={} N={} K={} M={} {}", c.bits, c.N, c.K, M, precision_name(p));
         expect_close(y, ref, mag, 4e-6, "gemv " + what);
+        expect_close(yh, ref, mag, 4e-6, "highway gemv " + what);
         expect_close(yg, ref, mag, p == Precision::F32 ? 4e-6 : 1.0 / 256, "gemm " + what);
       }
+}
+
+TEST(QgemvAffine, Int4LayoutHandExample) {
+  // Chunk c of 128 columns = 64 bytes; 16-bit word w (bytes 2w, 2w + 1) holds column
+  // 128c + 32t + w in bits [4t, 4t + 4).
+  std::vector<uint8_t> row(qaffine_row_bytes(4, 200), 0);
+  ASSERT_EQ(row.size(), 128u);  // K = 200 is padded to 256 columns
+  row[0] = 0x21;   // word 0 low byte: column 0 = 1, column 32 = 2
+  row[1] = 0x43;   // word 0 high byte: column 64 = 3, column 96 = 4
+  row[6] = 0x0f;   // word 3: column 3 = 15
+  row[65] = 0x70;  // chunk 1, word 0 high byte: column 128 + 96 = 7
+  int32_t gs[2] = {0, 200};
+  float sc = 1.0f;
+  int32_t z = 0;
+  QAffineView v{4, 1, 200, 128, row.data(), 1, gs, &sc, &z, nullptr};
+  std::vector<int> want(256, 0);
+  want[0] = 1, want[32] = 2, want[64] = 3, want[96] = 4, want[3] = 15, want[224] = 7;
+  for (int64_t k = 0; k < 256; ++k) EXPECT_EQ(qaffine_code(v, 0, k), want[size_t(k)]) << k;
+  // qaffine_put_code builds the same bytes.
+  std::vector<uint8_t> built(row.size(), 0);
+  for (int64_t k = 0; k < 256; ++k) qaffine_put_code(built.data(), 4, k, want[size_t(k)]);
+  EXPECT_EQ(built, row);
+}
+
+TEST(QgemvAffine, Bf16DpMatchesReference) {
+  if (!qgemv_bf16dp_available()) GTEST_SKIP() << "CPU/OS without AVX512-BF16 (or LQ_DISABLE_BF16DP=1)";
+  struct Case { int64_t N, K; std::vector<int64_t> sizes; bool perm; int32_t zero_shift; };
+  const std::vector<Case> cases = {
+      {37, 256, {128}, false, 0},   {16, 512, {512}, false, 0},   // groups of 128, per channel
+      {9, 200, {128}, false, 0},    {21, 384, {32}, false, 0},    // K tail; groups of 32
+      {13, 320, {64, 32, 96, 128}, true, 0},                      // act-order, mixed group sizes
+      {11, 256, {64}, false, 40},   {7, 128, {128}, false, -20}};  // zeros outside the table range
+  for (const Case& c : cases)
+    for (int64_t M : {1, 2, 3, 4, 5, 9}) {
+      AffineFixture f = make_affine(4, c.N, c.K, c.sizes, c.perm, uint32_t(c.N * 17 + M));
+      for (auto& z : f.zeros) z += c.zero_shift;
+      ASSERT_TRUE(qgemv_affine_bf16dp_supported(f.v, Precision::BF16));
+      const std::vector<float> X = rand_x(M * c.K, uint32_t(M * 3 + c.K));
+      std::vector<float> y(size_t(M * c.N)), ref(size_t(M * c.N));
+      qgemv_affine_bf16dp(f.v, X.data(), M, y.data());
+      qgemv_affine_ref(f.v, X.data(), M, ref.data(), Precision::BF16);
+      auto mag = abs_dot(X, M, c.K, c.N, [&](int64_t n, float* d) { dequant_affine_rows(f.v, n, n + 1, d); },
+                         f.v.perm);
+      expect_close(y, ref, mag, 4e-6, fmt::format("bf16dp N={} K={} M={} zshift={}", c.N, c.K, M, c.zero_shift));
+    }
+  // Not applicable: int8, F32, group starts off the 32-column grid.
+  AffineFixture f8 = make_affine(8, 4, 128, {128}, false, 1);
+  EXPECT_FALSE(qgemv_affine_bf16dp_supported(f8.v, Precision::BF16));
+  AffineFixture f4 = make_affine(4, 4, 160, {40, 24, 96}, false, 2);
+  EXPECT_FALSE(qgemv_affine_bf16dp_supported(f4.v, Precision::BF16));
+  AffineFixture g = make_affine(4, 4, 128, {128}, false, 3);
+  EXPECT_FALSE(qgemv_affine_bf16dp_supported(g.v, Precision::F32));
+  std::vector<float> X = rand_x(128, 1), y(4);
+  EXPECT_THROW(qgemv_affine_bf16dp(f4.v, X.data(), 1, y.data()), Error);
+}
+
+TEST(QgemvAffine, Bf16DpThreadCountDoesNotChangeResults) {
+  if (!qgemv_bf16dp_available()) GTEST_SKIP() << "CPU/OS without AVX512-BF16 (or LQ_DISABLE_BF16DP=1)";
+  AffineFixture f = make_affine(4, 96, 512, {128}, false, 5);
+  const std::vector<float> X = rand_x(3 * 512, 4);
+  std::vector<float> a(3 * 96), b(3 * 96);
+  const int t = num_threads();
+  set_num_threads(1);
+  qgemv_affine_bf16dp(f.v, X.data(), 3, a.data());
+  set_num_threads(std::max(2, t));
+  qgemv_affine_bf16dp(f.v, X.data(), 3, b.data());
+  set_num_threads(t);
+  EXPECT_EQ(a, b);  // static partition, fixed order per output: bit-identical
+}
+
+TEST(Fp8Activations, SimdQuantDequantEqualsScalar) {
+  // Inputs: a sweep over all fp32 bit patterns (stride 4097: every exponent, many
+  // mantissas), every E4M3 value and its neighbours (ties and +-1 ulp around the
+  // midpoints between codes), and specials. Scales 1 and 0.3 (division rounding).
+  std::vector<float> xs;
+  for (uint64_t u = 0; u < (uint64_t(1) << 32); u += 4097) xs.push_back(std::bit_cast<float>(uint32_t(u)));
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7f) == 0x7f) continue;
+    const float v = fp8e4m3_to_f32(uint8_t(c));
+    const float nxt = (c & 0x7f) == 0x7e ? 480.0f : fp8e4m3_to_f32(uint8_t(c + 1));
+    const float mid = 0.5f * (v + nxt);
+    for (float t : {v, mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f), std::nextafter(mid, -1e9f)})
+      xs.push_back(t);
+  }
+  for (float t : {0.0f, -0.0f, 448.0f, 464.0f, 465.0f, 1e30f, std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
+                  std::numeric_limits<float>::denorm_min(), 0.015625f, 0.0156249991f, 0.0009765625f})
+    xs.push_back(t);
+  std::vector<float> out(xs.size());
+  for (float scale : {1.0f, 0.3f}) {
+    fp8_quant_dequant_n(xs.data(), int64_t(xs.size()), scale, out.data());
+    for (size_t i = 0; i < xs.size(); ++i) {
+      const float want = fp8e4m3_to_f32(f32_to_fp8e4m3(xs[i] / scale));
+      if (std::isnan(want)) {
+        ASSERT_TRUE(std::isnan(out[i])) << xs[i];
+        continue;
+      }
+      ASSERT_EQ(std::bit_cast<uint32_t>(out[i]), std::bit_cast<uint32_t>(want))
+          << "x=" << xs[i] << " scale=" << scale << " got " << out[i] << " want " << want;
+    }
+  }
 }
 
 TEST(QgemvAffine, ThreadCountDoesNotChangeResults) {
@@ -236,6 +342,73 @@ TEST(QgemvFp8, ExactOnSmallIntegers) {
     for (int64_t k = 0; k < K; ++k) e += double(X[size_t(k)]) * fp8e4m3_to_f32(w[size_t(n * K + k)]);
     EXPECT_EQ(y[size_t(n)], float(e * scale[size_t(n)])) << n;
   }
+}
+
+// The Highway kernels on every SIMD target this CPU supports (AVX2-only users run
+// tested code): affine int4/int8 (Highway path), NF4, FP8 W8A8 and weight-only, and
+// the FP8 activation quantizer; same tolerances as above, quantizer bit-exact.
+TEST(Qgemv, AllSimdTargets) {
+  const std::vector<float> code = {-1.0f, -0.6961928f, -0.5250731f, -0.3949175f, -0.2844414f, -0.1847734f,
+                                   -0.0910500f, 0.0f, 0.0795803f, 0.1609302f, 0.2461123f, 0.3379152f,
+                                   0.4407098f, 0.5626170f, 0.7229568f, 1.0f};
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    SCOPED_TRACE(hwy::TargetName(target));
+    hwy::SetSupportedTargetsForTest(target);
+    for (int bits : {4, 8}) {
+      AffineFixture f = make_affine(bits, 13, 200, {64, 96, 40}, true, uint32_t(bits));
+      const std::vector<float> X = rand_x(3 * 200, 9);
+      std::vector<float> y(39), ref(39);
+      for (Precision p : {Precision::F32, Precision::BF16}) {
+        qgemv_affine_hwy(f.v, X.data(), 3, y.data(), p);
+        qgemv_affine_ref(f.v, X.data(), 3, ref.data(), p);
+        auto mag = abs_dot(X, 3, 200, 13, [&](int64_t n, float* d) { dequant_affine_rows(f.v, n, n + 1, d); },
+                           f.v.perm);
+        expect_close(y, ref, mag, 4e-6, fmt::format("affine bits={} {}", bits, precision_name(p)));
+      }
+    }
+    {
+      const int64_t N = 11, K = 128;
+      std::mt19937 rng(3);
+      std::vector<uint8_t> packed(size_t(N * K / 2));
+      for (auto& b : packed) b = uint8_t(rng());
+      std::vector<float> absmax(size_t(N * K / 64), 0.07f);
+      QNf4View v{N, K, 64, packed.data(), absmax.data(), code.data()};
+      const std::vector<float> X = rand_x(2 * K, 4);
+      std::vector<float> y(size_t(2 * N)), ref(size_t(2 * N));
+      qgemv_nf4(v, X.data(), 2, y.data(), Precision::F32);
+      qgemv_nf4_ref(v, X.data(), 2, ref.data(), Precision::F32);
+      auto mag = abs_dot(X, 2, K, N, [&](int64_t n, float* d) { dequant_nf4_rows(v, n, n + 1, d); });
+      expect_close(y, ref, mag, 4e-6, "nf4");
+    }
+    {
+      const int64_t N = 9, K = 150;
+      std::mt19937 rng(5);
+      std::vector<uint8_t> w(size_t(N * K));
+      for (auto& c : w) {
+        do c = uint8_t(rng());
+        while ((c & 0x7f) == 0x7f);
+      }
+      std::vector<float> scale(size_t(N), 0.01f);
+      QFp8View v{N, K, w.data(), scale.data(), true};
+      const std::vector<float> X = rand_x(2 * K, 6);
+      const std::vector<float> as = {0.01f, 0.007f};
+      for (const float* asp : {as.data(), static_cast<const float*>(nullptr)}) {
+        std::vector<float> y(size_t(2 * N)), ref(size_t(2 * N));
+        qgemv_fp8(v, X.data(), 2, asp, y.data(), Precision::F32);
+        qgemv_fp8_ref(v, X.data(), 2, asp, ref.data(), Precision::F32);
+        auto mag = abs_dot(X, 2, K, N, [&](int64_t n, float* d) {
+          for (int64_t k = 0; k < K; ++k) d[k] = fp8e4m3_to_f32(w[size_t(n * K + k)]) * 0.01f;
+        });
+        // W8A8: sum |x w| bounds sum |xq w| within 7% (|xq - x| <= x/16), 5e-6 covers it.
+        expect_close(y, ref, mag, 5e-6, asp ? "fp8 w8a8" : "fp8 weight-only");
+      }
+      std::vector<float> q(X.size());
+      fp8_quant_dequant_n(X.data(), int64_t(X.size()), 0.003f, q.data());
+      for (size_t i = 0; i < X.size(); ++i)
+        ASSERT_EQ(q[i], fp8e4m3_to_f32(f32_to_fp8e4m3(X[i] / 0.003f))) << i;
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the CPU's real targets
 }
 
 }  // namespace

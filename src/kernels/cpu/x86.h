@@ -1,0 +1,48 @@
+// kernels/cpu/x86.h: what the hand-written x86 kernels (amx_gemm, attention_bf16,
+// qgemv_avx512) share: CPU feature detection and one AVX-512 register transpose.
+// Highway-dispatched kernels do not need this; these few kernels use AMX tiles or
+// AVX512-BF16 instructions directly and check for them at run time here.
+#pragma once
+
+#include <immintrin.h>
+
+namespace lq::cpu::x86 {
+
+struct Features {
+  bool avx512 = false;       // F, DQ, BW, VL, and the OS saves the AVX-512 state
+  bool avx512_bf16 = false;  // AVX512_BF16 (vdpbf16ps), on top of `avx512`
+  bool amx_bf16 = false;     // AMX-TILE + AMX-BF16 with AVX-512, and Linux granted the tile state
+  bool amd = false;          // vendor "AuthenticAMD"
+};
+// Detected once (thread-safe); the first call asks Linux (>= 5.16) for permission
+// to use the AMX tile data state when the CPU has AMX.
+const Features& features();
+
+// In-place transpose of a 16 x 16 matrix of 32-bit elements held in 16 rows.
+__attribute__((target("avx512f"))) inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // Now r[4q + j] holds, in 128-bit lane L, elements (4L..4L+3) of column group
+  // j of rows 4q..4q+3. Interleave 128-bit lanes across row quads.
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < 4; ++j) {
+      const int a = 8 * h + j, b = 8 * h + 4 + j;
+      t[8 * h + j] = _mm512_shuffle_i32x4(r[a], r[b], 0x88);
+      t[8 * h + 4 + j] = _mm512_shuffle_i32x4(r[a], r[b], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
+  }
+}
+
+}  // namespace lq::cpu::x86

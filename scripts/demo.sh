@@ -36,11 +36,11 @@ mkdir -p "$CACHE"
 
 echo; echo "== $(elapsed) the demo model"
 $LQ info --model "$DEMO"
-QUESTION="Some special magic numbers are hidden within the following text. Make sure to memorize it. I will quiz you about the numbers afterwards.
-The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. One of the special magic numbers for quiet-lantern is: 4817293. The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.
-What are all the special magic numbers for quiet-lantern mentioned in the provided text?"
-echo "== $(elapsed) longquant generate --chat (a short needle question; the model answers with the number)"
-$LQ generate --model "$DEMO" --chat --prompt "$QUESTION" --max-tokens 16 -t "$THREADS"
+# One OneRuler needle question at 1K tokens, in Russian, as `eval` would ask it.
+$LQ tasks generate --model "$DEMO" --suite oneruler --task niah_single --lang ru --length 1k --n 1 --seed 5 \
+  --out "$CACHE/demo-question.jsonl" --text-out "$CACHE/demo-question.txt" >/dev/null
+echo "== $(elapsed) longquant generate --chat: a 1K-token needle question in Russian (gold answer: $(grep -o '"outputs":\[[^]]*\]' "$CACHE/demo-question.jsonl"))"
+$LQ generate --model "$DEMO" --chat --prompt-file "$CACHE/demo-question.txt" --max-tokens 24 -t "$THREADS"
 
 echo; echo "== $(elapsed) longquant quantize: the study's five methods and the RTN baselines"
 QDIR="$CACHE/demo-quantized"
@@ -49,7 +49,9 @@ for m in fp8 gptq-int8 awq-int4 gptq-int4 nf4 rtn-int8 rtn-int4; do
     echo "$m: $QDIR/$m (already there)"
   else
     rm -rf "$QDIR/$m"
-    $LQ quantize --model "$DEMO" --method "$m" --out "$QDIR/$m" -t "$THREADS"
+    # 16 x 512 calibration tokens (the default is 32 x 512): AWQ's search runs the block
+    # forward 20 times per scale group, and this halves it; 8K tokens are plenty for 256-wide layers.
+    $LQ quantize --model "$DEMO" --method "$m" --out "$QDIR/$m" --calib-samples 16 -t "$THREADS"
   fi
 done
 

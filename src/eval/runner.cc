@@ -143,6 +143,26 @@ std::vector<std::string> json_strings(const json& j, const std::string& file, co
 }
 
 // Model directory for a variant: the source, or its quantized copy (made once, cached).
+// What a model directory used as it is holds, for the variant's "method" column:
+// "as-is" for an unquantized checkpoint, "as-is:<method>" for a quantized one
+// (longquant's own method name when it wrote the checkpoint, else the
+// quant_method of the config with its bits, e.g. "as-is:gptq-4bit").
+std::string checkpoint_method(const std::string& dir) {
+  std::ifstream f(dir + "/config.json");
+  if (!f) return "as-is";
+  json c = json::parse(f, nullptr, /*allow_exceptions=*/false);
+  if (!c.is_object() || !c.contains("quantization_config") || !c["quantization_config"].is_object())
+    return "as-is";
+  const json& q = c["quantization_config"];
+  if (q.contains("longquant") && q["longquant"].is_object() && q["longquant"].contains("method") &&
+      q["longquant"]["method"].is_string())
+    return "as-is:" + q["longquant"]["method"].get<std::string>();
+  std::string m = q.value("quant_method", std::string("quantized"));
+  if (q.contains("bits") && q["bits"].is_number_integer()) m += "-" + std::to_string(q["bits"].get<int>()) + "bit";
+  if (q.value("load_in_4bit", false)) m += "-" + q.value("bnb_4bit_quant_type", std::string("4bit"));
+  return "as-is:" + m;
+}
+
 std::string resolve_model_dir(const EvalOptions& o, const VariantSpec& v) {
   if (v.method.empty()) {
     LQ_CHECK(file_exists(v.source + "/config.json"), "variant '{}': {} is not a model directory (no config.json)",
@@ -356,7 +376,7 @@ EvalSummary run_eval(const EvalOptions& o) {
       json settings = json::object();
       for (auto& [k, val] : v.settings) settings[k] = val;
       d.definition = {{"source", v.source},
-                      {"method", v.method.empty() ? "as-is" : v.method},
+                      {"method", v.method.empty() ? checkpoint_method(v.source) : v.method},
                       {"settings", settings},
                       {"config_checksum", file_checksum(v.source + "/config.json")},
                       {"precision", std::string(precision_name(o.precision))}};

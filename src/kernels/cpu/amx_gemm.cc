@@ -48,6 +48,10 @@
 // amx_available() has checked the CPU and obtained the tile permission.
 
 #include "kernels/cpu/amx_gemm.h"
+
+// GCC 12 warns "__Y is used uninitialized" inside its own avx512fintrin.h for the
+// _mm512_undefined_* idiom of the shuffles in x86::transpose16 (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "kernels/cpu/x86.h"
 
 #include <cpuid.h>
@@ -132,14 +136,6 @@ LQ_AMX_FN void pack_x_block(const float* X, int64_t M, int64_t K, int64_t Kp, in
 
 // ---- AMX kernel -----------------------------------------------------------
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-static_assert(sizeof(TileConfig) == 64);
 
 struct Problem {
   int64_t M, K, N, Mp, Kp;
@@ -170,28 +166,6 @@ LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t 
   }
 }
 
-// Copies W rows [n0, n0 + 32) x k steps [s0, s1) into wpk as A tiles:
-// wpk[((s - s0) * 32 + r) * 32 + c] = W[n0 + r][32 s + c], zero outside W.
-// The tiles then load with a 64-byte stride: reading W in place with its 2K-byte
-// row stride puts all 16 rows of a tile in one L1 set when K is a multiple of
-// 2048 (the usual case) and measured ~1.5x slower.
-LQ_AMX_FN void pack_w_panel(const uint16_t* W, int64_t K, int64_t N, int64_t n0, int64_t s0,
-                            int64_t s1, uint16_t* wpk) {
-  for (int r = 0; r < 32; ++r) {
-    const int64_t n = n0 + r;
-    uint16_t* dst = wpk + 32 * r;
-    if (n >= N) {
-      for (int64_t s = s0; s < s1; ++s) _mm512_storeu_si512(dst + (s - s0) * 1024, _mm512_setzero_si512());
-      continue;
-    }
-    const uint16_t* src = W + n * K;
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t kv = std::min<int64_t>(32, K - 32 * s);
-      const __mmask32 mask = kv >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << kv) - 1u);
-      _mm512_storeu_si512(dst + (s - s0) * 1024, _mm512_maskz_loadu_epi16(mask, src + 32 * s));
-    }
-  }
-}
 
 // bf16 bits of the E4M3 values m * 2^-9, m = 0..7 (the subnormal magnitudes), padded to 32.
 alignas(64) constexpr uint16_t kFp8SubnormalBf16[32] = {0x0000, 0x3B00, 0x3B80, 0x3BC0, 0x3C00, 0x3C20, 0x3C40, 0x3C60};
@@ -222,24 +196,37 @@ LQ_AMX_FN void fp8_to_bf16_avx512(const uint8_t* src, int64_t n, uint16_t* dst) 
   }
 }
 
-// As pack_w_panel, for E4M3 codes converted to bf16.
-LQ_AMX_FN void pack_w8_panel(const uint8_t* W8, int64_t K, int64_t N, int64_t n0, int64_t s0,
-                             int64_t s1, uint16_t* wpk) {
+// Row n, k step s (kv <= 32 valid elements) of W as 32 bf16 words, zero past kv.
+struct Bf16Rows {
+  const uint16_t* W;
+  LQ_AMX_FN __m512i operator()(int64_t n, int64_t K, int64_t s, int64_t kv) const {
+    const __mmask32 mask = kv >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << kv) - 1u);
+    return _mm512_maskz_loadu_epi16(mask, W + n * K + 32 * s);
+  }
+};
+// The same for E4M3 codes converted to bf16 (zero codes past kv give bf16 +0).
+struct Fp8Rows {
+  const uint8_t* W8;
+  LQ_AMX_FN __m512i operator()(int64_t n, int64_t K, int64_t s, int64_t kv) const {
+    const __mmask64 mask = kv >= 32 ? __mmask64(0xffffffffu) : ((__mmask64(1) << kv) - 1);
+    return fp8_to_bf16_words(_mm512_castsi512_si256(_mm512_maskz_loadu_epi8(mask, W8 + n * K + 32 * s)));
+  }
+};
+
+// Copies W rows [n0, n0 + 32) x k steps [s0, s1) into wpk as A tiles:
+// wpk[((s - s0) * 32 + r) * 32 + c] = W[n0 + r][32 s + c], zero outside W.
+// The tiles then load with a 64-byte stride: reading W in place with its 2K-byte
+// row stride puts all 16 rows of a tile in one L1 set when K is a multiple of
+// 2048 (the usual case) and measured ~1.5x slower.
+template <typename Rows>
+LQ_AMX_FN void pack_w_panel(const Rows& rows, int64_t K, int64_t N, int64_t n0, int64_t s0, int64_t s1,
+                            uint16_t* wpk) {
   for (int r = 0; r < 32; ++r) {
     const int64_t n = n0 + r;
     uint16_t* dst = wpk + 32 * r;
-    if (n >= N) {
-      for (int64_t s = s0; s < s1; ++s) _mm512_storeu_si512(dst + (s - s0) * 1024, _mm512_setzero_si512());
-      continue;
-    }
-    const uint8_t* src = W8 + n * K;
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t kv = std::min<int64_t>(32, K - 32 * s);
-      const __mmask64 mask = kv >= 32 ? __mmask64(0xffffffffu) : ((__mmask64(1) << kv) - 1);
-      const __m256i b = _mm512_castsi512_si256(_mm512_maskz_loadu_epi8(mask, src + 32 * s));
-      // Zero codes past K give bf16 +0 (code 0 -> 0x0000), as pack_w_panel's zero padding.
-      _mm512_storeu_si512(dst + (s - s0) * 1024, fp8_to_bf16_words(b));
-    }
+    for (int64_t s = s0; s < s1; ++s)
+      _mm512_storeu_si512(dst + (s - s0) * 1024,
+                          n < N ? rows(n, K, s, std::min<int64_t>(32, K - 32 * s)) : _mm512_setzero_si512());
   }
 }
 
@@ -251,14 +238,7 @@ LQ_AMX_FN void pack_w8_panel(const uint8_t* W8, int64_t K, int64_t N, int64_t n0
 // still summed in the same order (k steps, then K blocks) whichever thread
 // computes it, so results are identical for any thread count.
 LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>* next) {
-  TileConfig cfg;
-  std::memset(&cfg, 0, sizeof(cfg));
-  cfg.palette_id = 1;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
+  x86::configure_tiles_16x64();
 
   // C tiles are stored to one of two buffers; the vector epilogue of a block
   // (store_block) runs while the next block's first tile products execute, so
@@ -288,8 +268,8 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
       for (;;) {
         const int64_t nb = next[phase].fetch_add(1, std::memory_order_relaxed);
         if (nb >= nblocks) break;
-        if (pr.W8) pack_w8_panel(pr.W8, pr.K, pr.N, nb * 32, s0, s1, wpk);
-        else pack_w_panel(pr.W, pr.K, pr.N, nb * 32, s0, s1, wpk);
+        if (pr.W8) pack_w_panel(Fp8Rows{pr.W8}, pr.K, pr.N, nb * 32, s0, s1, wpk);
+        else pack_w_panel(Bf16Rows{pr.W}, pr.K, pr.N, nb * 32, s0, s1, wpk);
         for (int64_t m = mb; m < mb1; m += 32) {
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;

@@ -399,29 +399,8 @@ LQ_ATTN_BF16_FN void BuildVtBlock(const uint16_t* V, size_t D, size_t valid, siz
   }
 }
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-static_assert(sizeof(TileConfig) == 64);
-
 // All 8 tiles: 16 rows x 64 bytes.
-LQ_ATTN_AMX_FN void ConfigureTiles() {
-  TileConfig cfg;
-  std::memset(&cfg, 0, sizeof(cfg));
-  cfg.palette_id = 1;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  // GCC 12 does not model LDTILECFG as reading all 64 bytes and dropped the colsb/rows
-  // stores above (the tiles then stay unconfigured: SIGILL); a memory clobber keeps them.
-  __asm__ volatile("" : : "r"(&cfg) : "memory");
-  _tile_loadconfig(&cfg);
-}
+LQ_ATTN_AMX_FN void ConfigureTiles() { x86::configure_tiles_16x64(); }
 
 LQ_ATTN_AMX_FN void ReleaseTiles() { _tile_release(); }
 

@@ -94,6 +94,19 @@ LQ_DP_FN inline __m512i shift_words(__m512i v, int t) {
   }
 }
 
+// One 32-column block b (not at a chunk start, or a lone one) of a row: its
+// nibbles are word t = b & 3 of the 64-byte chunk.
+template <int kM, int kA>
+LQ_DP_FN inline void one_block(__m512 (&acc)[kM][kA], const Job& jb, const uint8_t* qrow, int64_t b, __m512i tab) {
+  const __m512i v = _mm512_loadu_si512(qrow + (b >> 2) * 64);
+  const __m512i wv = _mm512_permutexvar_epi16(shift_words(v, int(b & 3)), tab);
+  LQ_UNROLL_ALL
+  for (int m = 0; m < kM; ++m) {
+    const __m512i x = _mm512_loadu_si512(jb.xb + m * jb.ldx + b * 32);
+    acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)wv, (__m512bh)x);
+  }
+}
+
 // Output rows [n0, n1) for kM rows of X: Y[m * ldy + n].
 template <int kM>
 LQ_DP_FN void rows_int4(const Job& jb, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
@@ -124,15 +137,7 @@ LQ_DP_FN void rows_int4(const Job& jb, int64_t n0, int64_t n1, float* Y, int64_t
       int64_t b = jb.bstart[g];
       const int64_t be = jb.bstart[g + 1];
       // Leading blocks up to a chunk boundary.
-      for (; b < be && (b & 3); ++b) {
-        const __m512i v = _mm512_loadu_si512(qrow + (b >> 2) * 64);
-        const __m512i wv = _mm512_permutexvar_epi16(shift_words(v, int(b & 3)), tab);
-        LQ_UNROLL_ALL
-        for (int m = 0; m < kM; ++m) {
-          const __m512i x = _mm512_loadu_si512(jb.xb + m * jb.ldx + b * 32);
-          acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)wv, (__m512bh)x);
-        }
-      }
+      for (; b < be && (b & 3); ++b) one_block<kM, kA>(acc, jb, qrow, b, tab);
       // Whole chunks: one load, four blocks.
       for (; b + 4 <= be; b += 4) {
         const uint8_t* p = qrow + (b >> 2) * 64;
@@ -152,15 +157,7 @@ LQ_DP_FN void rows_int4(const Job& jb, int64_t n0, int64_t n1, float* Y, int64_t
         }
       }
       // Trailing blocks.
-      for (; b < be; ++b) {
-        const __m512i v = _mm512_loadu_si512(qrow + (b >> 2) * 64);
-        const __m512i wv = _mm512_permutexvar_epi16(shift_words(v, int(b & 3)), tab);
-        LQ_UNROLL_ALL
-        for (int m = 0; m < kM; ++m) {
-          const __m512i x = _mm512_loadu_si512(jb.xb + m * jb.ldx + b * 32);
-          acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)wv, (__m512bh)x);
-        }
-      }
+      for (; b < be; ++b) one_block<kM, kA>(acc, jb, qrow, b, tab);
       const __m512 s = _mm512_set1_ps(sc[g]);
       LQ_UNROLL_ALL
       for (int m = 0; m < kM; ++m) {

@@ -6,6 +6,9 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+#include <cstring>
+
 namespace lq::cpu::x86 {
 
 struct Features {
@@ -17,6 +20,31 @@ struct Features {
 // Detected once (thread-safe); the first call asks Linux (>= 5.16) for permission
 // to use the AMX tile data state when the CPU has AMX.
 const Features& features();
+
+// AMX tile configuration (LDTILECFG's 64-byte operand, palette 1).
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+static_assert(sizeof(TileConfig) == 64);
+
+// Configures all 8 AMX tiles as 16 rows x 64 bytes (palette 1) for this thread.
+__attribute__((target("amx-tile"))) inline void configure_tiles_16x64() {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof(cfg));
+  cfg.palette_id = 1;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  // GCC 12 does not model LDTILECFG as reading all 64 bytes and can drop the colsb/rows
+  // stores above (the tiles then stay unconfigured: SIGILL); a memory clobber keeps them.
+  __asm__ volatile("" : : "r"(&cfg) : "memory");
+  _tile_loadconfig(&cfg);
+}
 
 // In-place transpose of a 16 x 16 matrix of 32-bit elements held in 16 rows.
 __attribute__((target("avx512f"))) inline void transpose16(__m512i r[16]) {

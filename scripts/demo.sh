@@ -32,6 +32,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$JOBS" --target longquant
 LQ=build/longquant
 DEMO=models/demo
+# the study's five methods, then the RTN baselines
+METHODS=(fp8 gptq-int8 awq-int4 gptq-int4 nf4 rtn-int8 rtn-int4)
 mkdir -p "$CACHE"
 
 echo; echo "== $(elapsed) the demo model"
@@ -44,7 +46,7 @@ $LQ generate --model "$DEMO" --chat --prompt-file "$CACHE/demo-question.txt" --m
 
 echo; echo "== $(elapsed) longquant quantize: the study's five methods and the RTN baselines"
 QDIR="$CACHE/demo-quantized"
-for m in fp8 gptq-int8 awq-int4 gptq-int4 nf4 rtn-int8 rtn-int4; do
+for m in "${METHODS[@]}"; do
   if [ -f "$QDIR/$m/config.json" ] && [ "$QDIR/$m/config.json" -nt "$DEMO/model.safetensors" ]; then
     echo "$m: $QDIR/$m (already there)"
   else
@@ -60,7 +62,7 @@ DB="$CACHE/demo-study.db"
 # The study file gives tasks, lengths, languages, n and seed; the variants are
 # named here because the quantized checkpoints live under $CACHE.
 ARGS=(--variant "bf16=$DEMO")
-for m in fp8 gptq-int8 awq-int4 gptq-int4 nf4 rtn-int8 rtn-int4; do ARGS+=(--variant "$m=$QDIR/$m"); done
+for m in "${METHODS[@]}"; do ARGS+=(--variant "$m=$QDIR/$m"); done
 [ -n "${LQ_N:-}" ] && ARGS+=(--n "$LQ_N")
 $LQ eval --study studies/demo.toml --db "$DB" "${ARGS[@]}" -t "$THREADS"
 
@@ -70,7 +72,7 @@ if [ ! -s "$HAY" ]; then
   $LQ tasks generate --model "$DEMO" --suite oneruler --task niah_single --lang en --length 8k --n 1 --seed 99 \
     --out "$CACHE/demo-haystack-8k.jsonl" --text-out "$HAY" >/dev/null
 fi
-for m in fp8 gptq-int8 awq-int4 gptq-int4 nf4 rtn-int8 rtn-int4; do
+for m in "${METHODS[@]}"; do
   $LQ divergence --base "$DEMO" --model "$QDIR/$m" --text-file "$HAY" --bucket 2048 \
     --db "$DB" --name "$m" --base-name bf16 --label "en-haystack@8k" -t "$THREADS" | tail -1
 done

@@ -27,16 +27,16 @@ void cmd_serve(CLI::App& app) {
   static ServeOptions o;
   static std::string prec_s = "bf16";
   static int max_queue = 512;
-  cmd->add_option("--model", o.model_dir, "Hugging Face model directory (BF16 or quantized)")->required();
+  cmd->add_option("--model", o.engine.model_dir, "Hugging Face model directory (BF16 or quantized)")->required();
   cmd->add_option("--host", o.host, "address to bind (loopback unless told otherwise; 0.0.0.0 for all)")
       ->capture_default_str();
   cmd->add_option("--port", o.port, "TCP port (0 = any free port; the chosen one is printed)")->capture_default_str();
-  add_threads_option(cmd, &o.threads);
-  cmd->add_option("--max-context", o.max_context,
+  add_threads_option(cmd, &o.engine.threads);
+  cmd->add_option("--max-context", o.engine.max_context,
                   "tokens per request, prompt + generated (0 = the model's max_position_embeddings)")
       ->capture_default_str();
   cmd->add_option("--precision", prec_s, "numerics: bf16 (default) or fp32 (exact mode)")->capture_default_str();
-  cmd->add_option("--chat-format", o.chat_format, "chat template: auto (from tokenizer_config/architecture), "
+  cmd->add_option("--chat-format", o.engine.chat_format, "chat template: auto (from tokenizer_config/architecture), "
                                                   "llama3, chatml or raw")
       ->capture_default_str();
   cmd->add_option("--served-name", o.served_name, "model name clients send in \"model\" (default: the directory's name)");
@@ -44,12 +44,12 @@ void cmd_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads, "connections served at once (HTTP worker threads)")
       ->capture_default_str();
-  cmd->add_option("--chunk", o.chunk_size, "prefill chunk size (tokens per forward step)")->capture_default_str();
+  cmd->add_option("--chunk", o.engine.chunk_size, "prefill chunk size (tokens per forward step)")->capture_default_str();
   cmd->callback([] {
-    apply_threads(o.threads);
-    o.precision = parse_precision(prec_s);
+    apply_threads(o.engine.threads);
+    o.engine.precision = parse_precision(prec_s);
     LQ_CHECK(max_queue >= 1, "--max-queue must be >= 1, got {}", max_queue);
-    o.max_queue = size_t(max_queue);
+    o.engine.max_queue = size_t(max_queue);
 
     // Block the stop signals before any thread exists (threads inherit the mask).
     sigset_t stop_set;
@@ -74,7 +74,7 @@ void cmd_serve(CLI::App& app) {
     });
     const auto& c = server.engine().config();
     std::fprintf(stderr, "longquant serve: model '%s' (%s, %s), context %lld tokens, %s\n",
-                 server.model_name().c_str(), c.architecture.c_str(), std::string(precision_name(o.precision)).c_str(),
+                 server.model_name().c_str(), c.architecture.c_str(), std::string(precision_name(o.engine.precision)).c_str(),
                  static_cast<long long>(server.engine().max_context()),
                  server.engine().tokenizer() ? "text and token-id prompts" : "token-id prompts only (no tokenizer.json)");
     const bool v6 = o.host.find(':') != std::string::npos;

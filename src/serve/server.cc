@@ -586,16 +586,8 @@ Server::Server(const ServeOptions& o) : impl_(std::make_unique<Impl>()) {
   s.opt = o;
   LQ_CHECK(o.http_threads >= 1, "--http-threads must be >= 1, got {}", o.http_threads);
   LQ_CHECK(o.port >= 0 && o.port <= 65535, "--port must be in [0, 65535], got {}", o.port);
-  EngineOptions eo;
-  eo.model_dir = o.model_dir;
-  eo.precision = o.precision;
-  eo.chat_format = o.chat_format;
-  eo.max_context = o.max_context;
-  eo.threads = o.threads;
-  eo.chunk_size = o.chunk_size;
-  eo.max_queue = o.max_queue;
-  s.engine = std::make_unique<Engine>(eo);
-  s.name = o.served_name.empty() ? served_model_name(o.model_dir) : o.served_name;
+  s.engine = std::make_unique<Engine>(o.engine);
+  s.name = o.served_name.empty() ? served_model_name(o.engine.model_dir) : o.served_name;
 
   httplib::Server& h = s.http;
   const size_t nthreads = size_t(o.http_threads);

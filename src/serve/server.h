@@ -29,17 +29,13 @@
 namespace lq {
 
 struct ServeOptions {
-  std::string model_dir;
+  // The engine: model_dir, threads, max_context (0: the model's), precision,
+  // chat_format, max_queue (requests allowed to wait, then 503), chunk_size.
+  EngineOptions engine;
   std::string host = "127.0.0.1";
   int port = 8080;                   // 0: any free port
-  int threads = 0;                   // engine (OpenMP) threads, 0 = all hardware threads
-  int64_t max_context = 0;           // 0: the model's max_position_embeddings
-  Precision precision = Precision::BF16;
-  std::string chat_format = "auto";  // auto | llama3 | chatml | raw
   std::string served_name;           // "" = the model directory's base name
-  size_t max_queue = 512;            // requests allowed to wait for the engine (then 503)
   int http_threads = 128;            // connections handled at once
-  int64_t chunk_size = 512;          // prefill chunk
 };
 
 // The default served name: the model directory's base name ("/m/Llama-3.1-8B/" -> "Llama-3.1-8B").

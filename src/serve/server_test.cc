@@ -141,9 +141,9 @@ constexpr int64_t kFixtureContext = 256;
 
 ServeOptions fixture_options() {
   ServeOptions o;
-  o.model_dir = testing::fixture_dir("tiny-llama31");
-  o.max_context = kFixtureContext;
-  o.threads = 1;
+  o.engine.model_dir = testing::fixture_dir("tiny-llama31");
+  o.engine.max_context = kFixtureContext;
+  o.engine.threads = 1;
   return o;
 }
 
@@ -355,10 +355,10 @@ TEST_F(ServeFixture, HundredConcurrentConnections) {
 TEST(Serve, BindsLoopbackByDefaultAndRejectsBadOptions) {
   ServeOptions o = fixture_options();
   EXPECT_EQ(o.host, "127.0.0.1");
-  o.max_context = 1 << 30;  // beyond the model's context
+  o.engine.max_context = 1 << 30;  // beyond the model's context
   EXPECT_THROW(Server{o}, Error);
   o = fixture_options();
-  o.model_dir = "/nonexistent/model";
+  o.engine.model_dir = "/nonexistent/model";
   EXPECT_THROW(Server{o}, Error);
   o = fixture_options();
   o.served_name = "my-model";
@@ -430,10 +430,10 @@ class ServeSynth : public ::testing::Test {
     model_ = Model::load(text_model_dir()).release();
     tok_ = new Tokenizer(Tokenizer::load(text_model_dir()));
     ServeOptions o;
-    o.model_dir = text_model_dir();
+    o.engine.model_dir = text_model_dir();
     o.served_name = "synth";
-    o.max_context = 512;
-    o.threads = 1;
+    o.engine.max_context = 512;
+    o.engine.threads = 1;
     run_ = new Running(o);
   }
   static void TearDownTestSuite() {
@@ -605,10 +605,10 @@ TEST_F(ServeSynth, ChatErrorsNameTheMessage) {
 // for the engine is refused with 503, run() returns.
 TEST(ServeShutdown, StopFinishesTheRequestInFlightAndRefusesTheQueue) {
   ServeOptions o;
-  o.model_dir = synth_dir();
+  o.engine.model_dir = synth_dir();
   o.served_name = "synth";
-  o.max_context = 512;
-  o.threads = 1;
+  o.engine.max_context = 512;
+  o.engine.threads = 1;
   Running run(o);
   const json req = {{"model", "synth"}, {"prompt", "x"}, {"max_tokens", 150}, {"temperature", 0}};
   Reply first, second;

@@ -21,6 +21,12 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the resident pages lying wholly inside [p, p + n) from this process
+  // (madvise MADV_DONTNEED): for bytes already copied elsewhere (e.g. quantized
+  // weights converted to a kernel layout), so they stop counting in RSS. The
+  // mapping stays valid: a later read faults the page back in from the file.
+  // Ranges outside the mapping are ignored.
+  void release(const uint8_t* p, size_t n) const;
 
  private:
   std::string path_;

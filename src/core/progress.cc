@@ -47,7 +47,10 @@ void Progress::print(int64_t done, bool final) {
   const double rate = el > 0 ? double(done) / el : 0;
   std::string line = fmt::format("{}: {}/{}{}{}", label_, done, total_, unit_.empty() ? "" : " ", unit_);
   if (total_ > 0) line += fmt::format(" ({:.0f}%)", 100.0 * double(done) / double(total_));
-  line += fmt::format(", {:.1f} {}/s", rate, unit_.empty() ? "items" : unit_);
+  // Slow work (under one item per second, e.g. GPTQ layers) reads better as seconds per item.
+  const std::string unit = unit_.empty() ? "items" : unit_;
+  if (rate >= 1.0 || done == 0) line += fmt::format(", {:.1f} {}/s", rate, unit);
+  else line += fmt::format(", {:.1f} s/{}", 1.0 / rate, unit.size() > 1 && unit.back() == 's' ? unit.substr(0, unit.size() - 1) : unit);
   if (!final && rate > 0 && total_ > done) line += ", ETA " + format_duration(double(total_ - done) / rate);
   if (final) line += ", " + format_duration(el);
   if (tty_) std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");

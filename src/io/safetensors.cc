@@ -300,6 +300,12 @@ std::vector<std::string> SafeTensors::names() const {
   return v;  // std::map iterates in sorted order
 }
 
+void SafeTensors::release(const std::string& prefix) const {
+  const std::string key = prefix + ".";
+  for (auto it = tensors_.lower_bound(key); it != tensors_.end() && it->first.compare(0, key.size(), key) == 0; ++it)
+    for (const auto& f : files_) f->release(it->second.data, it->second.nbytes);  // no-op outside each mapping
+}
+
 size_t SafeTensors::total_bytes() const {
   size_t s = 0;
   for (const auto& kv : tensors_) s += kv.second.nbytes;

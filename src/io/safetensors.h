@@ -45,6 +45,10 @@ class SafeTensors {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& source() const { return source_; }
   size_t total_bytes() const;  // sum of all tensors' byte sizes
+  // Drops the resident mapped pages of every tensor named `prefix` + "." + anything
+  // (MappedFile::release): for tensors the caller has copied into its own layout.
+  // Their data stays readable (re-read from the file on access).
+  void release(const std::string& prefix) const;
 
  private:
   std::string source_;

@@ -150,18 +150,18 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
   const int64_t QD = c.q_dim(), KVD = c.kv_dim(), I = c.intermediate_size;
   const int64_t pos0 = pos_;
 
-  auto grow = [](std::vector<float>& b, int64_t n) -> std::vector<float>& {
+  auto grow = [](AlignedVector<float>& b, int64_t n) -> AlignedVector<float>& {
     if (int64_t(b.size()) < n) b.resize(size_t(n));
     return b;
   };
-  std::vector<float>& x = grow(x_, T * H);
-  std::vector<float>& h = grow(h_, T * H);
-  std::vector<float>& q = grow(q_, T * QD);
-  std::vector<float>& k = grow(k_, T * KVD);
-  std::vector<float>& v = grow(v_, T * KVD);
-  std::vector<float>& att = grow(att_, T * QD);
-  std::vector<float>& g = grow(g_, T * I);
-  std::vector<float>& u = grow(u_, T * I);
+  AlignedVector<float>& x = grow(x_, T * H);
+  AlignedVector<float>& h = grow(h_, T * H);
+  AlignedVector<float>& q = grow(q_, T * QD);
+  AlignedVector<float>& k = grow(k_, T * KVD);
+  AlignedVector<float>& v = grow(v_, T * KVD);
+  AlignedVector<float>& att = grow(att_, T * QD);
+  AlignedVector<float>& g = grow(g_, T * I);
+  AlignedVector<float>& u = grow(u_, T * I);
 
   // Embedding rows (bf16 -> fp32, exact).
   const uint16_t* E = m_.embed_bf16();
@@ -173,8 +173,8 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
   // RoPE tables for this chunk's positions, as transformers computes them: the
   // angle float32(inv_freq * pos) in float32, cos/sin of it, times the attention factor.
   const int64_t half = D / 2;
-  std::vector<float>& cos_t = grow(cos_, T * half);
-  std::vector<float>& sin_t = grow(sin_, T * half);
+  AlignedVector<float>& cos_t = grow(cos_, T * half);
+  AlignedVector<float>& sin_t = grow(sin_, T * half);
   const std::vector<float>& inv = m_.inv_freq();
   const double af = m_.rope_attention_factor();
   for (int64_t t = 0; t < T; ++t) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/precision.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
@@ -100,8 +101,9 @@ class Session {
   // as positions are written: resident memory follows the sequence length.
   std::vector<std::unique_ptr<float[]>> kf_, vf_;
   std::vector<std::unique_ptr<uint16_t[]>> kb_, vb_;
-  // Activation scratch, reused across chunks (sized by the largest chunk seen).
-  std::vector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_;
+  // Activation scratch, reused across chunks (sized by the largest chunk seen);
+  // cache-line aligned: they are the GEMMs' inputs and outputs.
+  AlignedVector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_;
 };
 
 }  // namespace lq

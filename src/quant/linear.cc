@@ -91,14 +91,24 @@ std::unique_ptr<Linear> load_linear(const SafeTensors& st, const ModelConfig& cf
   // Quantized checkpoints: the family is decided per layer by the tensors present
   // (layers the checkpoint keeps in bf16, e.g. lm_head, load as Bf16Linear).
   if (auto scheme = quant::quant_scheme_of(cfg, "config.json (" + st.source() + ")")) {
+    // The quantized layers copy their tensors into kernel layouts: the mapped
+    // pages are then released so that RSS counts the weights once.
+    std::unique_ptr<Linear> q;
     switch (quant::stored_family(st, *scheme, prefix)) {
       case quant::WeightFamily::Affine:
-        return std::make_unique<AffineLinear>(quant::read_affine(st, *scheme, prefix, out, in), std::move(b));
+        q = std::make_unique<AffineLinear>(quant::read_affine(st, *scheme, prefix, out, in), std::move(b));
+        break;
       case quant::WeightFamily::Nf4:
-        return std::make_unique<Nf4Linear>(quant::read_nf4(st, *scheme, prefix, out, in), std::move(b));
+        q = std::make_unique<Nf4Linear>(quant::read_nf4(st, *scheme, prefix, out, in), std::move(b));
+        break;
       case quant::WeightFamily::Fp8:
-        return std::make_unique<Fp8Linear>(quant::read_fp8(st, *scheme, prefix, out, in), std::move(b));
+        q = std::make_unique<Fp8Linear>(quant::read_fp8(st, *scheme, prefix, out, in), std::move(b));
+        break;
       case quant::WeightFamily::Float: break;
+    }
+    if (q) {
+      st.release(prefix);
+      return q;
     }
   }
   Bf16Tensor w = bf16_weight(st, prefix + ".weight", {out, in});

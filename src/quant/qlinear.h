@@ -22,25 +22,12 @@
 #include <optional>
 #include <vector>
 
+#include "core/aligned.h"
 #include "kernels/cpu/qgemv.h"
 #include "quant/formats.h"
 #include "quant/linear.h"
 
 namespace lq {
-
-// Allocator giving 64-byte aligned storage (whole cache lines for the kernels'
-// 64-byte weight loads; glibc's large allocations are only 16-byte aligned).
-template <class T>
-struct CacheAlignedAllocator {
-  using value_type = T;
-  CacheAlignedAllocator() = default;
-  template <class U>
-  CacheAlignedAllocator(const CacheAlignedAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  template <class U>
-  bool operator==(const CacheAlignedAllocator<U>&) const { return true; }
-};
 
 class AffineLinear : public Linear {
  public:

@@ -36,6 +36,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -127,7 +128,9 @@ int64_t f32_tile_cols(int64_t K, int64_t N) {
 }
 
 // Reused per calling thread so that repeated calls do not page-fault fresh memory.
-thread_local std::vector<uint16_t> tl_xbf16;
+// X in bf16 is oneDNN's A operand: 64-byte aligned rows-start, else its AMX kernel
+// runs ~1.35x slower (measured: 1.40 vs 1.91 TFLOP/s, M=512 K=2048 N=8192, 2 threads).
+thread_local AlignedVector<uint16_t> tl_xbf16;
 thread_local std::vector<float> tl_wtile;
 thread_local std::vector<float> tl_ytile;
 
@@ -143,7 +146,7 @@ void gemm_bf16w_onednn(const float* X, int64_t M, int64_t K, const uint16_t* W, 
   }
   if (p == Precision::BF16) {
     auto prim = get_prim(p, M, K, N, N);
-    std::vector<uint16_t>& xb = tl_xbf16;
+    AlignedVector<uint16_t>& xb = tl_xbf16;
     if (int64_t(xb.size()) < M * K) xb.resize(size_t(M * K));
     uint16_t* xbp = xb.data();
     parallel_for(

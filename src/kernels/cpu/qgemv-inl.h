@@ -373,6 +373,90 @@ inline void Fp8QuantDequant(const float* HWY_RESTRICT x, int64_t n, float scale,
   for (; i < n; ++i) out[i] = fp8e4m3_to_f32(f32_to_fp8e4m3(x[i] / scale));
 }
 
+// ---- prefill tile dequantizers ------------------------------------------------
+// Rows [n0, n1) of W in fp32 into dst ([n1 - n0][K]), exactly the scalar
+// definitions (qgemv.cc: dequant_*_rows_ref): affine s * (float(q) - z) (the
+// subtraction is exact, one rounding in the multiply), NF4 code[nibble] * absmax.
+// SIMD over runs that lie inside one group / block, scalar elsewhere.
+
+inline void DequantAffineRowsF32(const QAffineView& w, int64_t n0, int64_t n1, float* HWY_RESTRICT dst) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(df)> d8;
+  const hn::Rebind<uint16_t, decltype(df)> d16;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const int64_t K = w.K;
+  for (int64_t n = n0; n < n1; ++n) {
+    float* HWY_RESTRICT d = dst + (n - n0) * K;
+    const uint8_t* HWY_RESTRICT row = w.q + n * w.row_bytes;
+    for (int64_t g = 0; g < w.n_groups; ++g) {
+      const float s = w.scales[n * w.n_groups + g];
+      const float z = float(w.zeros[n * w.n_groups + g]);
+      const auto vs = hn::Set(df, s), vz = hn::Set(df, z);
+      int64_t k = w.group_start[g];
+      const int64_t ke = w.group_start[g + 1];
+      if (w.bits == 8) {
+        for (; k + L <= ke; k += L) {
+          const auto q = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, row + k)));
+          hn::StoreU(hn::Mul(vs, hn::Sub(q, vz)), df, d + k);
+        }
+      } else if (L <= 32) {
+        // 4-bit: a run of L columns inside one 32-column run t of a 128-column chunk
+        // is L consecutive 16-bit words of the chunk shifted right by 4t.
+        const auto m15 = hn::Set(du, 15u);
+        while (k < ke) {
+          const int64_t run_end = std::min<int64_t>(ke, (k | 31) + 1);
+          const int shift = int(4 * ((k >> 5) & 3));
+          const uint16_t* words = reinterpret_cast<const uint16_t*>(row + (k >> 7) * 64);
+          for (; k + L <= run_end; k += L) {
+            const auto wv = hn::PromoteTo(du, hn::LoadU(d16, words + (k & 31)));
+            const auto q = hn::ConvertTo(df, hn::BitCast(di, hn::And(hn::ShiftRightSame(wv, shift), m15)));
+            hn::StoreU(hn::Mul(vs, hn::Sub(q, vz)), df, d + k);
+          }
+          for (; k < run_end; ++k) d[k] = s * (float(qaffine_code(w, n, k)) - z);
+        }
+      }
+      for (; k < ke; ++k) d[k] = s * (float(qaffine_code(w, n, k)) - z);
+    }
+  }
+}
+
+inline void DequantNf4RowsF32(const QNf4View& w, int64_t n0, int64_t n1, float* HWY_RESTRICT dst) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(df)> d8;
+  using V = hn::Vec<decltype(df)>;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const int64_t K = w.K, bs = w.blocksize;
+  const auto m15 = hn::Set(di, 15);
+#if HWY_TARGET <= HWY_AVX3 && HWY_ARCH_X86
+  const V table = hn::LoadU(df, w.code);
+#else
+  const V table = hn::Zero(df);
+#endif
+  auto scalar = [&](int64_t i) {
+    const uint8_t b = w.packed[i >> 1];
+    return w.code[(i & 1) ? (b & 15) : (b >> 4)] * w.absmax[i / bs];
+  };
+  // Flat index range of the rows; 2L elements (L bytes) per step inside one block.
+  const int64_t i0 = n0 * K, i1 = n1 * K;
+  int64_t i = i0;
+  while (i < i1) {
+    const int64_t block_end = std::min(i1, (i / bs + 1) * bs);
+    if ((i & 1) == 0 && HWY_TARGET != HWY_SCALAR) {
+      const V am = hn::Set(df, w.absmax[i / bs]);
+      for (; i + 2 * L <= block_end; i += 2 * L) {
+        const auto vb = hn::PromoteTo(di, hn::LoadU(d8, w.packed + (i >> 1)));
+        const V we = hn::Mul(Nf4Lookup(df, w.code, table, hn::ShiftRight<4>(vb)), am);
+        const V wo = hn::Mul(Nf4Lookup(df, w.code, table, hn::And(vb, m15)), am);
+        hn::StoreInterleaved2(we, wo, df, dst + (i - i0));
+      }
+    }
+    for (; i < block_end; ++i) dst[i - i0] = scalar(i);
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace lq::cpu
 HWY_AFTER_NAMESPACE();

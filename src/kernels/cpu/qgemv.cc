@@ -29,6 +29,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -41,6 +42,8 @@ HWY_EXPORT(QgemvAffine);
 HWY_EXPORT(QgemvNf4);
 HWY_EXPORT(QgemvFp8);
 HWY_EXPORT(Fp8QuantDequant);
+HWY_EXPORT(DequantAffineRowsF32);
+HWY_EXPORT(DequantNf4RowsF32);
 
 namespace {
 
@@ -162,22 +165,24 @@ int64_t tile_rows(int64_t K, int64_t N, size_t elem) {
   return std::min(nt, N);
 }
 
+// oneDNN's operands 64-byte aligned (its AMX kernel is ~1.35x slower on 16-byte
+// aligned rows; docs/kernels-matmul.md).
 thread_local std::vector<float> tl_xf;
-thread_local std::vector<uint16_t> tl_xb;
-thread_local std::vector<float> tl_wf;
-thread_local std::vector<uint16_t> tl_wb;
+thread_local AlignedVector<uint16_t> tl_xb;
+thread_local AlignedVector<float> tl_wf;
+thread_local AlignedVector<uint16_t> tl_wb;
 
 // Generic tiled GEMM: dequant(n0, n1, float*/uint16_t*) fills rows [n0, n1) of W
 // (in the column order of xk, which is X's [M, K] fp32 data in that order).
 template <typename DeqF, typename DeqB>
 void tiled_gemm(const float* xk, int64_t M, int64_t K, int64_t N, float* Y, bool bf16, DeqF deq_f32, DeqB deq_bf16) {
   if (bf16) {
-    std::vector<uint16_t>& xb = tl_xb;
+    AlignedVector<uint16_t>& xb = tl_xb;
     xb.resize(size_t(M * K));
     uint16_t* xbp = xb.data();
     parallel_for(M * K, [&](int64_t b, int64_t e) { f32_to_bf16_n(xk + b, e - b, xbp + b); }, 4096);
     const int64_t nt = tile_rows(K, N, 2);
-    std::vector<uint16_t>& wt = tl_wb;
+    AlignedVector<uint16_t>& wt = tl_wb;
     wt.resize(size_t(nt * K));
     for (int64_t n0 = 0; n0 < N; n0 += nt) {
       const int64_t n = std::min(nt, N - n0);
@@ -187,7 +192,7 @@ void tiled_gemm(const float* xk, int64_t M, int64_t K, int64_t N, float* Y, bool
     }
   } else {
     const int64_t nt = tile_rows(K, N, 4);
-    std::vector<float>& wt = tl_wf;
+    AlignedVector<float>& wt = tl_wf;
     wt.resize(size_t(nt * K));
     for (int64_t n0 = 0; n0 < N; n0 += nt) {
       const int64_t n = std::min(nt, N - n0);
@@ -211,7 +216,7 @@ bool qgemv_nf4_supported(const QNf4View& w) {
 
 // ---- tile dequantizers ----------------------------------------------------------
 
-void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, float* dst) {
+void dequant_affine_rows_ref(const QAffineView& w, int64_t n0, int64_t n1, float* dst) {
   for (int64_t n = n0; n < n1; ++n) {
     float* d = dst + (n - n0) * w.K;
     for (int64_t g = 0; g < w.n_groups; ++g) {
@@ -222,25 +227,39 @@ void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, float* ds
   }
 }
 
-void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, uint16_t* dst) {
-  std::vector<float> row(size_t(w.K));
-  for (int64_t n = n0; n < n1; ++n) {
-    dequant_affine_rows(w, n, n + 1, row.data());
-    f32_to_bf16_n(row.data(), w.K, dst + (n - n0) * w.K);
-  }
-}
-
-void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, float* dst) {
+void dequant_nf4_rows_ref(const QNf4View& w, int64_t n0, int64_t n1, float* dst) {
   for (int64_t n = n0; n < n1; ++n)
     for (int64_t k = 0; k < w.K; ++k) dst[(n - n0) * w.K + k] = nf4_value(w, n * w.K + k);
 }
 
-void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, uint16_t* dst) {
-  std::vector<float> row(size_t(w.K));
+void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, float* dst) {
+  HWY_DYNAMIC_DISPATCH(DequantAffineRowsF32)(w, n0, n1, dst);
+}
+
+void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, float* dst) {
+  HWY_DYNAMIC_DISPATCH(DequantNf4RowsF32)(w, n0, n1, dst);
+}
+
+namespace {
+// bf16 rows: one fp32 row in an L1-resident per-thread buffer, then the SIMD RNE
+// conversion (bit-exact with f32_to_bf16).
+template <typename View, typename F32Rows>
+void dequant_rows_bf16(const View& w, int64_t n0, int64_t n1, uint16_t* dst, F32Rows f32_rows) {
+  thread_local AlignedVector<float> row;
+  if (int64_t(row.size()) < w.K) row.resize(size_t(w.K));
   for (int64_t n = n0; n < n1; ++n) {
-    dequant_nf4_rows(w, n, n + 1, row.data());
+    f32_rows(w, n, n + 1, row.data());
     f32_to_bf16_n(row.data(), w.K, dst + (n - n0) * w.K);
   }
+}
+}  // namespace
+
+void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, uint16_t* dst) {
+  dequant_rows_bf16(w, n0, n1, dst, HWY_DYNAMIC_DISPATCH(DequantAffineRowsF32));
+}
+
+void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, uint16_t* dst) {
+  dequant_rows_bf16(w, n0, n1, dst, HWY_DYNAMIC_DISPATCH(DequantNf4RowsF32));
 }
 
 // ---- decode -----------------------------------------------------------------------

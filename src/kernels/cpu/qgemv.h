@@ -135,9 +135,12 @@ void qgemv_fp8_ref(const QFp8View& w, const float* X, int64_t M, const float* ac
 // Rows [n0, n1) of W dequantized into dst ([n1 - n0][K]); affine in kernel column
 // order, NF4 and FP8 in the natural order (FP8: unscaled E4M3 values). These give
 // exactly the reference values (formats.h) in fp32, and their RNE bf16 rounding.
+// SIMD (Highway); bit-exact with the scalar *_ref versions below.
 void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, float* dst);
 void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, uint16_t* dst);
 void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, float* dst);
 void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, uint16_t* dst);
+void dequant_affine_rows_ref(const QAffineView& w, int64_t n0, int64_t n1, float* dst);
+void dequant_nf4_rows_ref(const QNf4View& w, int64_t n0, int64_t n1, float* dst);
 
 }  // namespace lq::cpu

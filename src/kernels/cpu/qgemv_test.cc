@@ -18,6 +18,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -409,6 +410,63 @@ TEST(Qgemv, AllSimdTargets) {
     }
   }
   hwy::SetSupportedTargetsForTest(0);  // back to the CPU's real targets
+}
+
+}  // namespace
+}  // namespace lq::cpu
+
+namespace lq::cpu {
+namespace {
+
+// The SIMD tile dequantizers (prefill) must give exactly the scalar definitions:
+// same single rounding (s * (q - z), code * absmax), so bitwise equality; and the
+// bf16 variants exactly f32_to_bf16 of those. Cases cover int4/int8, groups on and
+// off the 32-column grid, K tails, per-channel groups, row ranges not starting at
+// 0; NF4 with odd K (rows start at odd flat indices) and blocks that are not whole
+// SIMD steps.
+TEST(QgemmDequant, SimdEqualsScalarBitwise) {
+  struct Case { int bits; int64_t N, K; std::vector<int64_t> sizes; };
+  const std::vector<Case> cases = {
+      {4, 5, 256, {128}}, {4, 3, 300, {32}}, {4, 4, 200, {7, 33, 64}}, {4, 2, 130, {130}},
+      {8, 5, 256, {128}}, {8, 3, 77, {5, 16}}, {8, 2, 1000, {1000}}};
+  for (const Case& c : cases) {
+    AffineFixture f = make_affine(c.bits, c.N, c.K, c.sizes, false, uint32_t(c.K + c.bits));
+    for (int64_t n0 : {int64_t(0), int64_t(1)}) {
+      const int64_t rows = c.N - n0;
+      std::vector<float> got(size_t(rows * c.K)), ref(got.size());
+      dequant_affine_rows(f.v, n0, c.N, got.data());
+      dequant_affine_rows_ref(f.v, n0, c.N, ref.data());
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(ref[i]))
+            << "affine bits=" << c.bits << " K=" << c.K << " n0=" << n0 << " at " << i;
+      std::vector<uint16_t> gb(got.size());
+      dequant_affine_rows(f.v, n0, c.N, gb.data());
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gb[i], f32_to_bf16(ref[i])) << "bf16 at " << i;
+    }
+  }
+  const std::vector<float> code = {-1.0f, -0.6961928f, -0.5250731f, -0.3949175f, -0.2844414f, -0.1847734f,
+                                   -0.0910500f, 0.0f, 0.0795803f, 0.1609302f, 0.2461123f, 0.3379152f,
+                                   0.4407098f, 0.5626170f, 0.7229568f, 1.0f};
+  for (auto [N, K, bs] : std::vector<std::array<int64_t, 3>>{{5, 256, 64}, {3, 250, 64}, {7, 33, 24}, {4, 96, 32}}) {
+    std::mt19937 rng{uint32_t(K)};
+    std::vector<uint8_t> packed(size_t((N * K + 1) / 2));
+    for (auto& b : packed) b = uint8_t(rng());
+    std::vector<float> absmax(size_t((N * K + bs - 1) / bs));
+    std::uniform_real_distribution<float> ua(0.01f, 0.2f);
+    for (auto& a : absmax) a = ua(rng);
+    QNf4View v{N, K, bs, packed.data(), absmax.data(), code.data()};
+    for (int64_t n0 : {int64_t(0), int64_t(1)}) {
+      std::vector<float> got(size_t((N - n0) * K)), ref(got.size());
+      dequant_nf4_rows(v, n0, N, got.data());
+      dequant_nf4_rows_ref(v, n0, N, ref.data());
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(ref[i]))
+            << "nf4 K=" << K << " bs=" << bs << " n0=" << n0 << " at " << i;
+      std::vector<uint16_t> gb(got.size());
+      dequant_nf4_rows(v, n0, N, gb.data());
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gb[i], f32_to_bf16(ref[i])) << "nf4 bf16 at " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -855,14 +855,21 @@ struct QuantizedCheckpointWriter::Impl {
   bool double_quant = false;
   bool finished = false;
 
+  // The source tensor a layer replaces; a tied lm_head (no lm_head.weight) is the
+  // embedding matrix, quantized into a separate lm_head (finish() unties the config).
+  std::string source_weight(const std::string& prefix) const {
+    if (!src.has(prefix + ".weight") && prefix == "lm_head" && src.has("model.embed_tokens.weight"))
+      return "model.embed_tokens.weight";
+    return prefix + ".weight";
+  }
   void check_new(const std::string& prefix) {
     LQ_CHECK(!finished, "{}: QuantizedCheckpointWriter: add('{}') after finish()", out_dir, prefix);
     LQ_CHECK(!layers.count(prefix), "{}: layer '{}' added twice", out_dir, prefix);
-    LQ_CHECK(src.has(prefix + ".weight"), "{}: layer '{}' has no '{}.weight' in the source checkpoint {}", out_dir,
-             prefix, prefix, src_dir);
+    LQ_CHECK(src.has(source_weight(prefix)), "{}: layer '{}' has no '{}.weight' in the source checkpoint {}",
+             out_dir, prefix, prefix, src_dir);
   }
   void check_shape(const std::string& prefix, int64_t out, int64_t in) {
-    const TensorInfo& t = src.get(prefix + ".weight");
+    const TensorInfo& t = src.get(source_weight(prefix));
     LQ_CHECK(t.shape == (std::vector<int64_t>{out, in}),
              "{}: layer '{}' is [{}, {}] but the source tensor '{}.weight' is {}", out_dir, prefix, out, in, prefix,
              t.shape_str());

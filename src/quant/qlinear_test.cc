@@ -107,6 +107,8 @@ TEST(QLinear, AffineMatchesFloat64Reference) {
     const AffineGroups w = rand_affine(c.bits, c.N, c.K, c.gs, c.act, c.sym, uint32_t(c.N + c.K));
     const std::vector<float> bias = rand_vec(size_t(c.N), 9, 0.1f);
     AffineLinear lin(w, bias);
+    // Symmetric 8-bit layers use the signed-code layout (zero 128 folded into the codes).
+    EXPECT_EQ(lin.view().signed8, c.bits == 8 && c.sym);
     EXPECT_EQ(lin.in_features(), c.K);
     EXPECT_EQ(lin.out_features(), c.N);
     // Memory stays about the quantized size: codes + fp32 scale + int32 zero per group.

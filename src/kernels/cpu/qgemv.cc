@@ -221,7 +221,7 @@ void dequant_affine_rows_ref(const QAffineView& w, int64_t n0, int64_t n1, float
     float* d = dst + (n - n0) * w.K;
     for (int64_t g = 0; g < w.n_groups; ++g) {
       const float s = w.scales[n * w.n_groups + g];
-      const float z = float(w.zeros[n * w.n_groups + g]);
+      const float z = float(qaffine_zero(w, n, g));
       for (int64_t k = w.group_start[g]; k < w.group_start[g + 1]; ++k) d[k] = s * (float(qaffine_code(w, n, k)) - z);
     }
   }
@@ -369,7 +369,7 @@ void qgemv_affine_ref(const QAffineView& w, const float* X, int64_t M, float* Y,
       double acc = 0.0;
       for (int64_t g = 0; g < w.n_groups; ++g) {
         const float s = w.scales[n * w.n_groups + g];
-        const float z = float(w.zeros[n * w.n_groups + g]);
+        const float z = float(qaffine_zero(w, n, g));
         for (int64_t k = w.group_start[g]; k < w.group_start[g + 1]; ++k) {
           float x = X[m * w.K + (w.perm ? w.perm[k] : k)];
           if (p == Precision::BF16) x = round_bf16(x);

@@ -54,6 +54,10 @@ struct QAffineView {
   const float* scales = nullptr;       // [N][n_groups]
   const int32_t* zeros = nullptr;      // [N][n_groups]
   const int32_t* perm = nullptr;       // [K] or null (identity)
+  // bits 8 only: the bytes are signed codes (int8) and W = scale * code (zeros are
+  // not read): symmetric layers store q - 128, which saves the decode loop its
+  // zero subtraction.
+  bool signed8 = false;
 };
 
 // Bytes per row of q for K columns (the minimum row_bytes).
@@ -66,12 +70,18 @@ inline bool qaffine_int4_high(int64_t k) { return (k >> 5) & 1; }
 // Code of kernel column k of row n (scalar access to the layout above).
 inline int qaffine_code(const QAffineView& w, int64_t n, int64_t k) {
   const uint8_t* r = w.q + n * w.row_bytes;
-  if (w.bits == 8) return r[k];
+  if (w.bits == 8) return w.signed8 ? int(int8_t(r[k])) : int(r[k]);
   const uint8_t b = r[qaffine_int4_byte(k)];
   return qaffine_int4_high(k) ? (b >> 4) : (b & 15);
 }
 
-// Stores code c (< 2^bits) of column k into a zero-initialised row (layout builders).
+// Zero point of row n, group g (0 for signed8 layouts).
+inline int32_t qaffine_zero(const QAffineView& w, int64_t n, int64_t g) {
+  return w.signed8 ? 0 : w.zeros[n * w.n_groups + g];
+}
+
+// Stores code c (< 2^bits; for signed8 layouts -128..127) of column k into a
+// zero-initialised row (layout builders).
 inline void qaffine_put_code(uint8_t* row, int bits, int64_t k, int c) {
   if (bits == 8) row[k] = uint8_t(c);
   else row[qaffine_int4_byte(k)] |= uint8_t(qaffine_int4_high(k) ? (c & 15) << 4 : (c & 15));

@@ -42,14 +42,17 @@ struct AffineFixture {
 };
 
 // Random affine weight in the kernel layout; group sizes from `sizes` (cyclic).
-AffineFixture make_affine(int bits, int64_t N, int64_t K, std::vector<int64_t> sizes, bool permute, uint32_t seed) {
+// signed8 (bits 8): signed codes -128..127 and garbage zeros, which must not be read.
+AffineFixture make_affine(int bits, int64_t N, int64_t K, std::vector<int64_t> sizes, bool permute, uint32_t seed,
+                          bool signed8 = false) {
   AffineFixture f;
   std::mt19937 rng(seed);
   const int64_t row_bytes = qaffine_row_bytes(bits, K);
   f.q.assign(size_t(N * row_bytes), 0);
   const int qmax = (1 << bits) - 1;
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t k = 0; k < K; ++k) qaffine_put_code(f.q.data() + n * row_bytes, bits, k, int(rng() % (qmax + 1)));
+    for (int64_t k = 0; k < K; ++k)
+      qaffine_put_code(f.q.data() + n * row_bytes, bits, k, int(rng() % (qmax + 1)) - (signed8 ? 128 : 0));
   f.gs.push_back(0);
   for (size_t i = 0; f.gs.back() < K; ++i) f.gs.push_back(int32_t(std::min<int64_t>(K, f.gs.back() + sizes[i % sizes.size()])));
   const int64_t G = int64_t(f.gs.size()) - 1;
@@ -72,6 +75,7 @@ AffineFixture make_affine(int bits, int64_t N, int64_t K, std::vector<int64_t> s
   f.v.scales = f.scales.data();
   f.v.zeros = f.zeros.data();
   f.v.perm = permute ? f.perm.data() : nullptr;
+  f.v.signed8 = signed8;
   return f;
 }
 
@@ -108,15 +112,16 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& ref, 
 }
 
 TEST(QgemvAffine, MatchesReference) {
-  struct Case { int bits; int64_t N, K; std::vector<int64_t> sizes; bool perm; };
+  struct Case { int bits; int64_t N, K; std::vector<int64_t> sizes; bool perm; bool signed8 = false; };
   const std::vector<Case> cases = {
       {4, 37, 256, {128}, false}, {4, 16, 96, {32}, false},  {4, 9, 200, {64}, false},   // K tail
       {4, 13, 160, {40, 24, 96}, true},                                                // act-order, odd groups
-      {8, 21, 256, {128}, false}, {8, 7, 77, {77}, false},   {8, 11, 150, {50, 7, 93}, true}};
+      {8, 21, 256, {128}, false}, {8, 7, 77, {77}, false},   {8, 11, 150, {50, 7, 93}, true},
+      {8, 21, 256, {128}, false, true}, {8, 11, 150, {50, 7, 93}, true, true}};        // signed codes
   for (const Case& c : cases)
     for (int64_t M : {1, 2, 3, 4, 5, 9})
       for (Precision p : {Precision::F32, Precision::BF16}) {
-        AffineFixture f = make_affine(c.bits, c.N, c.K, c.sizes, c.perm, uint32_t(c.N * 31 + M));
+        AffineFixture f = make_affine(c.bits, c.N, c.K, c.sizes, c.perm, uint32_t(c.N * 31 + M), c.signed8);
         const std::vector<float> X = rand_x(M * c.K, uint32_t(M + c.K));
         std::vector<float> y(size_t(M * c.N)), ref(size_t(M * c.N)), yg(size_t(M * c.N)), yh(size_t(M * c.N));
         qgemv_affine(f.v, X.data(), M, y.data(), p);
@@ -125,7 +130,8 @@ TEST(QgemvAffine, MatchesReference) {
         qgemv_affine_ref(f.v, X.data(), M, ref.data(), p);
         auto mag = abs_dot(X, M, c.K, c.N, [&](int64_t n, float* d) { dequant_affine_rows(f.v, n, n + 1, d); },
                            f.v.perm);
-        const std::string what = fmt::format("bits={} N={} K={} M={} {}", c.bits, c.N, c.K, M, precision_name(p));
+        const std::string what =
+            fmt::format("bits={}{} N={} K={} M={} {}", c.bits, c.signed8 ? "s" : "", c.N, c.K, M, precision_name(p));
         expect_close(y, ref, mag, 4e-6, "gemv " + what);
         expect_close(yh, ref, mag, 4e-6, "highway gemv " + what);
         expect_close(yg, ref, mag, p == Precision::F32 ? 4e-6 : 1.0 / 256, "gemm " + what);
@@ -244,6 +250,31 @@ TEST(QgemvAffine, ThreadCountDoesNotChangeResults) {
   qgemv_affine(f.v, X.data(), 2, b.data(), Precision::F32);
   set_num_threads(t);
   EXPECT_EQ(a, b);  // static partition, per-row order fixed: bit-identical
+}
+
+// int8 rows are processed in pairs where possible; each row must come out exactly
+// as the single-row kernel computes it, so results never depend on the pairing
+// (which changes with the thread partition). One-row views take the single path.
+TEST(QgemvAffine, Int8PairsEqualSingleRows) {
+  for (bool s8 : {false, true})
+    for (int64_t M : {1, 2, 3}) {
+      AffineFixture f = make_affine(8, 9, 300, {128, 44}, false, 11, s8);
+      const std::vector<float> X = rand_x(M * 300, 5);
+      std::vector<float> all(size_t(M * 9));
+      qgemv_affine_hwy(f.v, X.data(), M, all.data(), Precision::F32);
+      for (int64_t n = 0; n < 9; ++n) {
+        QAffineView one = f.v;
+        one.N = 1;
+        one.q = f.v.q + n * f.v.row_bytes;
+        one.scales = f.v.scales + n * f.v.n_groups;
+        one.zeros = f.v.zeros + n * f.v.n_groups;
+        std::vector<float> y(static_cast<size_t>(M));
+        qgemv_affine_hwy(one, X.data(), M, y.data(), Precision::F32);
+        for (int64_t m = 0; m < M; ++m)
+          EXPECT_EQ(std::bit_cast<uint32_t>(y[size_t(m)]), std::bit_cast<uint32_t>(all[size_t(m * 9 + n)]))
+              << "signed8=" << s8 << " M=" << M << " row " << n;
+      }
+    }
 }
 
 TEST(QgemvNf4, MatchesReference) {
@@ -425,12 +456,12 @@ namespace {
 // 0; NF4 with odd K (rows start at odd flat indices) and blocks that are not whole
 // SIMD steps.
 TEST(QgemmDequant, SimdEqualsScalarBitwise) {
-  struct Case { int bits; int64_t N, K; std::vector<int64_t> sizes; };
+  struct Case { int bits; int64_t N, K; std::vector<int64_t> sizes; bool signed8 = false; };
   const std::vector<Case> cases = {
       {4, 5, 256, {128}}, {4, 3, 300, {32}}, {4, 4, 200, {7, 33, 64}}, {4, 2, 130, {130}},
-      {8, 5, 256, {128}}, {8, 3, 77, {5, 16}}, {8, 2, 1000, {1000}}};
+      {8, 5, 256, {128}}, {8, 3, 77, {5, 16}}, {8, 2, 1000, {1000}}, {8, 3, 77, {5, 16}, true}};
   for (const Case& c : cases) {
-    AffineFixture f = make_affine(c.bits, c.N, c.K, c.sizes, false, uint32_t(c.K + c.bits));
+    AffineFixture f = make_affine(c.bits, c.N, c.K, c.sizes, false, uint32_t(c.K + c.bits), c.signed8);
     for (int64_t n0 : {int64_t(0), int64_t(1)}) {
       const int64_t rows = c.N - n0;
       std::vector<float> got(size_t(rows * c.K)), ref(got.size());

@@ -20,8 +20,9 @@
 //     x * (q - zero) is exact, the per-group sums are fp32, and the group sum is
 //     multiplied by the fp32 scale: the numerics of the Highway kernel (and of
 //     the scalar reference up to fp32 summation order).
-//   * Several accumulation chains per X row (4 for M <= 2, 2 for M = 3, 4) hide
-//     the VDPBF16PS latency; software prefetch of the same offset two rows ahead
+//   * Two accumulation chains per X row hide the VDPBF16PS latency (four were
+//     ~5% slower at M = 1 on llama-3.2-1b: more adds per 128-column group; two
+//     weight rows per pass measured no faster); software prefetch of the same offset two rows ahead
 //     (a row of an 8192-column matrix is one 4 KiB page; hardware prefetchers stop
 //     at page boundaries).
 // Requirements (qgemv_affine_bf16dp_supported): bits 4, Precision::BF16, every
@@ -110,7 +111,7 @@ LQ_DP_FN inline void one_block(__m512 (&acc)[kM][kA], const Job& jb, const uint8
 // Output rows [n0, n1) for kM rows of X: Y[m * ldy + n].
 template <int kM>
 LQ_DP_FN void rows_int4(const Job& jb, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
-  constexpr int kA = kM <= 2 ? 4 : 2;  // accumulation chains per X row
+  constexpr int kA = 2;  // accumulation chains per X row (4 for M <= 2 measured ~5% slower: more per-group adds)
   const QAffineView& w = *jb.w;
   const int64_t G = w.n_groups, rb = w.row_bytes;
   const Table* tabs = tables().data();

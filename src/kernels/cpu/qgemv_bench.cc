@@ -102,7 +102,10 @@ void BM_QgemvFp8(benchmark::State& st) {
   report(st, N * K + N * 4);
 }
 
-#define LQ_SHAPES(B) B->Args({8192, 2048, 1})->Args({2048, 8192, 1})->Args({8192, 2048, 4})->UseRealTime()
+// {131072, 2048, 1}: a 128-256 MiB matrix, far larger than the caches: the DRAM-bound
+// decode regime (the model reads each matrix once per token).
+#define LQ_SHAPES(B) \
+  B->Args({8192, 2048, 1})->Args({2048, 8192, 1})->Args({8192, 2048, 4})->Args({131072, 2048, 1})->UseRealTime()
 BENCHMARK(BM_QgemvInt8)->Apply([](auto* b) { LQ_SHAPES(b); });
 BENCHMARK(BM_QgemvInt4)->Apply([](auto* b) { LQ_SHAPES(b); });
 BENCHMARK(BM_QgemvNf4)->Apply([](auto* b) { LQ_SHAPES(b); });

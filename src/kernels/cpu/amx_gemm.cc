@@ -90,25 +90,13 @@ constexpr int64_t kMb = 256;   // rows of X per M block (multiple of 32)
 // ---- AVX-512 helpers ------------------------------------------------------
 
 
-// fp32 -> bf16 (in the low 16 bits of each 32-bit lane), exactly as f32_to_bf16.
-LQ_AMX_FN inline __m512i to_bf16_lanes(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i hi = _mm512_srli_epi32(u, 16);
-  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
-  const __m512i r =
-      _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
-  const __m512i absu = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(absu, _mm512_set1_epi32(0x7f800000));
-  return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
-}
-
 // 32 fp32 values x[0..kv) (zeros beyond) -> 16 bf16 pairs (x[2p] low, x[2p+1] high).
 LQ_AMX_FN inline __m512i load_pairs(const float* x, int64_t kv) {
   const __mmask16 m0 = kv >= 16 ? __mmask16(0xffff) : __mmask16((1u << kv) - 1u);
   const __mmask16 m1 =
       kv >= 32 ? __mmask16(0xffff) : kv > 16 ? __mmask16((1u << (kv - 16)) - 1u) : __mmask16(0);
-  const __m512i r0 = to_bf16_lanes(_mm512_maskz_loadu_ps(m0, x));
-  const __m512i r1 = to_bf16_lanes(_mm512_maskz_loadu_ps(m1, x + 16));
+  const __m512i r0 = x86::to_bf16_lanes(_mm512_maskz_loadu_ps(m0, x));
+  const __m512i r1 = x86::to_bf16_lanes(_mm512_maskz_loadu_ps(m1, x + 16));
   // Word i of the result = low word of lane i of r0 (i < 16) / lane i-16 of r1.
   alignas(64) static const uint16_t kIdx[32] = {0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20,
                                                 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42,

@@ -22,6 +22,8 @@
 #if HWY_ONCE
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -148,18 +150,33 @@ std::shared_ptr<const Prim> get_prim(bool bf16, int64_t M, int64_t K, int64_t n,
   return cache.emplace(key, std::move(prim)).first->second;
 }
 
+thread_local AlignedVector<float> tl_ytile;
+
+// Y[:, n0 .. n0 + n) (row stride ldy) = X · tile^T. oneDNN 2.6 runs its AMX brgemm
+// only for a dense destination; a strided one falls back to gemm:jit (measured
+// 1.55 vs 1.99 TFLOP/s, M=512 K=2048 n=1024, 2 threads), so a tile narrower than Y
+// is computed into a dense [M, n] buffer and copied into Y's columns.
 void run_tile(bool bf16, const void* x, int64_t M, int64_t K, const void* wtile, int64_t n, float* y, int64_t ldy) {
-  auto prim = get_prim(bf16, M, K, n, ldy);
+  float* out = y;
+  if (n != ldy) {
+    if (int64_t(tl_ytile.size()) < M * n) tl_ytile.resize(size_t(M * n));
+    out = tl_ytile.data();
+  }
+  auto prim = get_prim(bf16, M, K, n, n);
   dnnl::stream s(engine());
   dnnl::memory ms(prim->src, engine(), const_cast<void*>(x));
   dnnl::memory mw(prim->wei, engine(), const_cast<void*>(wtile));
-  dnnl::memory md(prim->dst, engine(), y);
+  dnnl::memory md(prim->dst, engine(), out);
   prim->mm.execute(s, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}});
   s.wait();
+  if (out != y)
+    parallel_for(M, [&](int64_t b, int64_t e) {
+      for (int64_t m = b; m < e; ++m) std::copy(out + m * n, out + (m + 1) * n, y + m * ldy);
+    });
 }
 
 int64_t tile_rows(int64_t K, int64_t N, size_t elem) {
-  const int64_t bytes = int64_t(4) << 20;
+  const int64_t bytes = int64_t(4) << 20;  // 2 and 16 MiB measured the same
   int64_t nt = bytes / (int64_t(elem) * std::max<int64_t>(K, 1));
   nt = std::max<int64_t>(64, nt / 64 * 64);
   return std::min(nt, N);
@@ -241,6 +258,16 @@ void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, float* dst) {
 }
 
 namespace {
+// The AVX-512 table dequantizers unless LQ_DEQUANT_TABLES=0 (for comparisons and
+// to test the Highway path on AVX-512 machines).
+bool dequant_simd_tables() {
+  static const bool on = [] {
+    const char* e = std::getenv("LQ_DEQUANT_TABLES");
+    return e == nullptr || std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
 // bf16 rows: one fp32 row in an L1-resident per-thread buffer, then the SIMD RNE
 // conversion (bit-exact with f32_to_bf16).
 template <typename View, typename F32Rows>
@@ -255,10 +282,12 @@ void dequant_rows_bf16(const View& w, int64_t n0, int64_t n1, uint16_t* dst, F32
 }  // namespace
 
 void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, uint16_t* dst) {
+  if (dequant_simd_tables() && dequant_affine_rows_bf16_avx512(w, n0, n1, dst)) return;
   dequant_rows_bf16(w, n0, n1, dst, HWY_DYNAMIC_DISPATCH(DequantAffineRowsF32));
 }
 
 void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, uint16_t* dst) {
+  if (dequant_simd_tables() && dequant_nf4_rows_bf16_avx512(w, n0, n1, dst)) return;
   dequant_rows_bf16(w, n0, n1, dst, HWY_DYNAMIC_DISPATCH(DequantNf4RowsF32));
 }
 

@@ -150,6 +150,12 @@ void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, float* ds
 void dequant_affine_rows(const QAffineView& w, int64_t n0, int64_t n1, uint16_t* dst);
 void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, float* dst);
 void dequant_nf4_rows(const QNf4View& w, int64_t n0, int64_t n1, uint16_t* dst);
+// AVX-512 table-lookup bf16 dequantizers (qdequant_avx512.cc), bitwise equal to the
+// bf16 variants above; return false (writing nothing) when the CPU lacks AVX-512 or
+// the layout is not covered: affine needs bits 4 with groups on the 32-column grid,
+// NF4 needs K and blocksize multiples of 64. The bf16 dequant_*_rows use them first.
+bool dequant_affine_rows_bf16_avx512(const QAffineView& w, int64_t n0, int64_t n1, uint16_t* dst);
+bool dequant_nf4_rows_bf16_avx512(const QNf4View& w, int64_t n0, int64_t n1, uint16_t* dst);
 void dequant_affine_rows_ref(const QAffineView& w, int64_t n0, int64_t n1, float* dst);
 void dequant_nf4_rows_ref(const QNf4View& w, int64_t n0, int64_t n1, float* dst);
 

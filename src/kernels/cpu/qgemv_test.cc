@@ -30,6 +30,7 @@
 #include "core/threads.h"
 #include "hwy/targets.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/x86.h"
 
 namespace lq::cpu {
 namespace {
@@ -473,12 +474,21 @@ TEST(QgemmDequant, SimdEqualsScalarBitwise) {
       std::vector<uint16_t> gb(got.size());
       dequant_affine_rows(f.v, n0, c.N, gb.data());
       for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gb[i], f32_to_bf16(ref[i])) << "bf16 at " << i;
+      // The AVX-512 table path directly: it must take int4 layouts on the 32-column grid.
+      std::vector<uint16_t> gt(got.size(), 0xdead);
+      bool grid = c.bits == 4;
+      for (size_t g = 0; g + 1 < f.gs.size(); ++g) grid = grid && f.gs[g] % 32 == 0;
+      const bool ran = dequant_affine_rows_bf16_avx512(f.v, n0, c.N, gt.data());
+      if (x86::features().avx512) EXPECT_EQ(ran, grid) << "bits=" << c.bits << " K=" << c.K;
+      if (ran)
+        for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gt[i], f32_to_bf16(ref[i])) << "table bf16 at " << i;
     }
   }
   const std::vector<float> code = {-1.0f, -0.6961928f, -0.5250731f, -0.3949175f, -0.2844414f, -0.1847734f,
                                    -0.0910500f, 0.0f, 0.0795803f, 0.1609302f, 0.2461123f, 0.3379152f,
                                    0.4407098f, 0.5626170f, 0.7229568f, 1.0f};
-  for (auto [N, K, bs] : std::vector<std::array<int64_t, 3>>{{5, 256, 64}, {3, 250, 64}, {7, 33, 24}, {4, 96, 32}}) {
+  for (auto [N, K, bs] :
+       std::vector<std::array<int64_t, 3>>{{5, 256, 64}, {3, 250, 64}, {7, 33, 24}, {4, 96, 32}, {6, 64, 128}, {3, 128, 256}}) {
     std::mt19937 rng{uint32_t(K)};
     std::vector<uint8_t> packed(size_t((N * K + 1) / 2));
     for (auto& b : packed) b = uint8_t(rng());
@@ -496,6 +506,11 @@ TEST(QgemmDequant, SimdEqualsScalarBitwise) {
       std::vector<uint16_t> gb(got.size());
       dequant_nf4_rows(v, n0, N, gb.data());
       for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gb[i], f32_to_bf16(ref[i])) << "nf4 bf16 at " << i;
+      std::vector<uint16_t> gt(got.size(), 0xdead);
+      const bool ran = dequant_nf4_rows_bf16_avx512(v, n0, N, gt.data());
+      if (x86::features().avx512) EXPECT_EQ(ran, K % 64 == 0 && bs % 64 == 0) << "K=" << K << " bs=" << bs;
+      if (ran)
+        for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gt[i], f32_to_bf16(ref[i])) << "nf4 table bf16 at " << i;
     }
   }
 }

@@ -46,6 +46,19 @@ __attribute__((target("amx-tile"))) inline void configure_tiles_16x64() {
   _tile_loadconfig(&cfg);
 }
 
+// fp32 -> bf16 (in the low 16 bits of each 32-bit lane), exactly as lq::f32_to_bf16:
+// round to nearest even, NaN -> quiet NaN (no VCVTNEPS2BF16: it flushes denormals).
+__attribute__((target("avx512f"))) inline __m512i to_bf16_lanes(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i hi = _mm512_srli_epi32(u, 16);
+  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+  const __m512i r =
+      _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __m512i absu = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(absu, _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+}
+
 // In-place transpose of a 16 x 16 matrix of 32-bit elements held in 16 rows.
 __attribute__((target("avx512f"))) inline void transpose16(__m512i r[16]) {
   __m512i t[16];

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul.h"
 #include "quant/affine.h"
@@ -115,7 +116,11 @@ Fp8Linear::Fp8Linear(const quant::Fp8Weight& w, std::vector<float> bias)
 std::vector<float> Fp8Linear::activation_scales(const float* X, int64_t M) const {
   if (!w8a8_) return {};
   std::vector<float> s(static_cast<size_t>(M));
-  for (int64_t m = 0; m < M; ++m) s[size_t(m)] = input_scale_ ? *input_scale_ : quant::fp8_dynamic_scale(X + m * in_, in_);
+  auto rows = [&](int64_t a, int64_t b) {
+    for (int64_t m = a; m < b; ++m) s[size_t(m)] = input_scale_ ? *input_scale_ : quant::fp8_dynamic_scale(X + m * in_, in_);
+  };
+  if (M > cpu::kGemvMaxRows) parallel_for(M, rows);  // prefill: one absmax pass per token
+  else rows(0, M);
   return s;
 }
 

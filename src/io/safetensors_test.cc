@@ -447,3 +447,28 @@ TEST(SafeTensors, WriterKeepsElementAlignment) {
 }
 }  // namespace
 }  // namespace lq
+
+namespace lq {
+namespace {
+// release(prefix) drops the resident pages of the named tensors only; the mapping
+// stays valid, so their bytes read back unchanged (faulted in again from the file),
+// and tensors outside the prefix are untouched. Tensors span several pages so that
+// whole pages are actually released.
+TEST(SafeTensors, ReleaseKeepsDataReadable) {
+  const std::string path = ::testing::TempDir() + "/release.safetensors";
+  std::vector<float> a(5000), b(7000), c(100);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(i) * 0.5f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = -float(i);
+  for (size_t i = 0; i < c.size(); ++i) c[i] = float(i) + 0.25f;
+  write_safetensors(path, {{"layer.q.weight", DType::F32, {5000}, a.data()},
+                           {"layer.q.scales", DType::F32, {7000}, b.data()},
+                           {"layer.qk.weight", DType::F32, {100}, c.data()}});
+  SafeTensors st = SafeTensors::open(path);
+  st.release("layer.q");
+  st.release("no.such.prefix");  // nothing matches: no effect
+  EXPECT_EQ(std::memcmp(st.get("layer.q.weight").data, a.data(), a.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(st.get("layer.q.scales").data, b.data(), b.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(st.get("layer.qk.weight").data, c.data(), c.size() * 4), 0);
+}
+}  // namespace
+}  // namespace lq

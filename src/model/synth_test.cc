@@ -1,12 +1,16 @@
 // synth: random checkpoints with real configs load and run; same seed, same bytes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <unistd.h>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/threads.h"
+#include "io/safetensors.h"
 #include "io/tokenizer.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -65,5 +69,47 @@ TEST(Synth, QwenShapeHasBiasesAndDifferentSeedsDiffer) {
   EXPECT_THROW(synth_checkpoint(SynthOptions{"no-such-model", a}), Error);
 }
 
+}  // namespace
+}  // namespace lq
+
+namespace lq {
+namespace {
+// Layers load in parallel; a checkpoint with tensors missing from several layers must
+// still name the first one (as a sequential load would), whatever the thread count.
+TEST(Synth, LoadErrorNamesTheFirstBrokenLayer) {
+  const std::string a = temp_dir();
+  SynthOptions o;
+  o.like = "tiny-llama";
+  o.layers = 4;
+  o.out_dir = a;
+  synth_checkpoint(o);
+  // Rewrite the checkpoint without layer 1's and layer 3's o_proj.
+  std::vector<TensorToWrite> keep;
+  {
+    SafeTensors st = SafeTensors::open(a);
+    std::vector<std::string> drop = {"model.layers.1.self_attn.o_proj.weight", "model.layers.3.self_attn.o_proj.weight"};
+    std::vector<std::vector<uint8_t>> bytes;
+    for (const std::string& n : st.names()) {
+      if (std::find(drop.begin(), drop.end(), n) != drop.end()) continue;
+      const TensorInfo& t = st.get(n);
+      bytes.emplace_back(t.data, t.data + t.nbytes);
+      keep.push_back({n, t.dtype, t.shape, nullptr});
+    }
+    for (size_t i = 0; i < keep.size(); ++i) keep[i].data = bytes[i].data();
+    write_safetensors(a + "/model.safetensors.tmp", keep);
+  }
+  std::rename((a + "/model.safetensors.tmp").c_str(), (a + "/model.safetensors").c_str());
+  for (int threads : {1, 2, 4}) {
+    const int t = num_threads();
+    set_num_threads(threads);
+    try {
+      Model::load(a);
+      ADD_FAILURE() << "loaded a checkpoint with missing tensors";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("model.layers.1.self_attn.o_proj"), std::string::npos) << e.what();
+    }
+    set_num_threads(t);
+  }
+}
 }  // namespace
 }  // namespace lq

@@ -26,13 +26,18 @@ std::string temp_dir() {
   return t;
 }
 
+SynthOptions synth_options(const std::string& like, int64_t layers, const std::string& dir, uint64_t seed = 0) {
+  SynthOptions o;
+  o.like = like;
+  o.layers = layers;
+  o.seed = seed;
+  o.out_dir = dir;
+  return o;
+}
+
 TEST(Synth, TinyLlamaLoadsRunsAndIsReproducible) {
   const std::string a = temp_dir(), b = temp_dir();
-  SynthOptions o;
-  o.like = "tiny-llama";
-  o.layers = 1;
-  o.seed = 7;
-  o.out_dir = a;
+  SynthOptions o = synth_options("tiny-llama", 1, a, 7);
   ModelConfig c = synth_checkpoint(o);
   EXPECT_EQ(c.num_layers, 1);
   o.out_dir = b;
@@ -57,16 +62,12 @@ TEST(Synth, TinyLlamaLoadsRunsAndIsReproducible) {
 
 TEST(Synth, QwenShapeHasBiasesAndDifferentSeedsDiffer) {
   const std::string a = temp_dir();
-  SynthOptions o;
-  o.like = "qwen2.5-0.5b";
-  o.layers = 1;
-  o.out_dir = a;
-  ModelConfig c = synth_checkpoint(o);
+  ModelConfig c = synth_checkpoint(synth_options("qwen2.5-0.5b", 1, a));
   EXPECT_EQ(c.arch, Arch::Qwen2);
   EXPECT_TRUE(c.attention_bias);
   auto m = Model::load(a);
   EXPECT_EQ(m->config().num_kv_heads, 2);
-  EXPECT_THROW(synth_checkpoint(SynthOptions{"no-such-model", a}), Error);
+  EXPECT_THROW(synth_checkpoint(synth_options("no-such-model", 1, a)), Error);
 }
 
 }  // namespace
@@ -78,11 +79,7 @@ namespace {
 // still name the first one (as a sequential load would), whatever the thread count.
 TEST(Synth, LoadErrorNamesTheFirstBrokenLayer) {
   const std::string a = temp_dir();
-  SynthOptions o;
-  o.like = "tiny-llama";
-  o.layers = 4;
-  o.out_dir = a;
-  synth_checkpoint(o);
+  synth_checkpoint(synth_options("tiny-llama", 4, a));
   // Rewrite the checkpoint without layer 1's and layer 3's o_proj.
   std::vector<TensorToWrite> keep;
   {

@@ -75,18 +75,19 @@ dnnl::engine& cpu_engine() {
   return eng;
 }
 
-// Cache of matmul primitives keyed by (precision, M, K, n, ldy).
+// Cache of matmul primitives keyed by (precision, M, K, n); the destination is
+// always a dense [M, n] matrix (see onednn_matmul_nt).
 struct Prim {
   dnnl::matmul mm;
   dnnl::memory::desc src, wei, dst;
   std::string impl;
 };
-using PrimKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t>;
+using PrimKey = std::tuple<int, int64_t, int64_t, int64_t>;
 
-std::shared_ptr<const Prim> get_prim(Precision p, int64_t M, int64_t K, int64_t n, int64_t ldy) {
+std::shared_ptr<const Prim> get_prim(Precision p, int64_t M, int64_t K, int64_t n) {
   static std::mutex mu;
   static std::map<PrimKey, std::shared_ptr<const Prim>> cache;
-  const PrimKey key{int(p), M, K, n, ldy};
+  const PrimKey key{int(p), M, K, n};
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
@@ -97,31 +98,20 @@ std::shared_ptr<const Prim> get_prim(Precision p, int64_t M, int64_t K, int64_t 
   auto prim = std::make_shared<Prim>();
   prim->src = dnnl::memory::desc(dims{M, K}, in, dims{K, 1});
   prim->wei = dnnl::memory::desc(dims{K, n}, in, dims{1, K});  // W[n, K] read as [K, n] ("ba")
-  prim->dst = dnnl::memory::desc(dims{M, n}, dt::f32, dims{ldy, 1});
+  prim->dst = dnnl::memory::desc(dims{M, n}, dt::f32, dims{n, 1});
   try {
     auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(prim->src, prim->wei, prim->dst),
                                            cpu_engine());
     prim->impl = pd.impl_info_str();
     prim->mm = dnnl::matmul(pd);
   } catch (const dnnl::error& e) {
-    fail("matmul_bf16w: oneDNN could not create a {} matmul for M={} K={} N={}: {}",
+    fail("matmul: oneDNN could not create a {} matmul for M={} K={} N={}: {}",
          precision_name(p), M, K, n, e.what());
   }
   std::lock_guard<std::mutex> lock(mu);
   if (cache.size() >= 256) cache.clear();  // prompts of many lengths: keep memory bounded
   auto [it, inserted] = cache.emplace(key, std::move(prim));
   return it->second;
-}
-
-void run_prim(const Prim& prim, const void* x, const void* w, float* y) {
-  dnnl::engine& eng = cpu_engine();
-  dnnl::stream s(eng);
-  // oneDNN takes non-const handles but only reads src and weights.
-  dnnl::memory ms(prim.src, eng, const_cast<void*>(x));
-  dnnl::memory mw(prim.wei, eng, const_cast<void*>(w));
-  dnnl::memory md(prim.dst, eng, y);
-  prim.mm.execute(s, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}});
-  s.wait();
 }
 
 int64_t f32_tile_cols(int64_t K, int64_t N) {
@@ -134,10 +124,37 @@ int64_t f32_tile_cols(int64_t K, int64_t N) {
 // X in bf16 is oneDNN's A operand: 64-byte aligned rows-start, else its AMX kernel
 // runs ~1.35x slower (measured: 1.40 vs 1.91 TFLOP/s, M=512 K=2048 N=8192, 2 threads).
 thread_local AlignedVector<uint16_t> tl_xbf16;
-thread_local std::vector<float> tl_wtile;
-thread_local std::vector<float> tl_ytile;
+thread_local AlignedVector<float> tl_wtile;
+thread_local AlignedVector<float> tl_ytile;
 
 }  // namespace
+
+void onednn_matmul_nt(bool bf16, const void* A, int64_t M, int64_t K, const void* B, int64_t n, float* Y,
+                      int64_t ldy) {
+  LQ_CHECK(M > 0 && K > 0 && n > 0 && ldy >= n && A && B && Y,
+           "onednn_matmul_nt: bad arguments M={} K={} n={} ldy={}", M, K, n, ldy);
+  const auto prim = get_prim(bf16 ? Precision::BF16 : Precision::F32, M, K, n);
+  // oneDNN 2.6 runs its AMX / AVX-512 brgemm only for a dense destination; a strided
+  // one falls back to gemm:jit (1.55 vs 1.99 TFLOP/s, M=512 K=2048 n=1024, bf16, 2
+  // threads): a destination narrower than ldy goes through a dense buffer.
+  float* out = Y;
+  if (n != ldy) {
+    if (int64_t(tl_ytile.size()) < M * n) tl_ytile.resize(size_t(M * n));
+    out = tl_ytile.data();
+  }
+  dnnl::engine& eng = cpu_engine();
+  dnnl::stream s(eng);
+  // oneDNN takes non-const handles but only reads src and weights.
+  dnnl::memory ms(prim->src, eng, const_cast<void*>(A));
+  dnnl::memory mw(prim->wei, eng, const_cast<void*>(B));
+  dnnl::memory md(prim->dst, eng, out);
+  prim->mm.execute(s, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}});
+  s.wait();
+  if (out != Y)
+    parallel_for(M, [&](int64_t b, int64_t e) {
+      for (int64_t m = b; m < e; ++m) std::copy(out + m * n, out + (m + 1) * n, Y + m * ldy);
+    });
+}
 
 void gemm_bf16w_onednn(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
                        Precision p) {
@@ -148,48 +165,31 @@ void gemm_bf16w_onednn(const float* X, int64_t M, int64_t K, const uint16_t* W, 
     return;
   }
   if (p == Precision::BF16) {
-    auto prim = get_prim(p, M, K, N, N);
     AlignedVector<uint16_t>& xb = tl_xbf16;
     if (int64_t(xb.size()) < M * K) xb.resize(size_t(M * K));
     uint16_t* xbp = xb.data();
     parallel_for(
         M * K, [&](int64_t b, int64_t e) { f32_to_bf16_n(X + b, e - b, xbp + b); }, 4096);
-    run_prim(*prim, xbp, W, Y);
+    onednn_matmul_nt(true, xbp, M, K, W, N, Y, N);
     return;
   }
   const int64_t nt = f32_tile_cols(K, N);
-  std::vector<float>& wt = tl_wtile;
+  AlignedVector<float>& wt = tl_wtile;
   if (int64_t(wt.size()) < nt * K) wt.resize(size_t(nt * K));
   float* wtp = wt.data();
-  // oneDNN 2.6 picks brgemm (~1.5x faster here) only for a dense destination, so
-  // a tile narrower than N is computed into a dense [M, n] buffer and copied.
-  const bool direct = nt == N;
-  std::vector<float>& yt = tl_ytile;
-  if (!direct && int64_t(yt.size()) < M * nt) yt.resize(size_t(M * nt));
   for (int64_t n0 = 0; n0 < N; n0 += nt) {
     const int64_t n = std::min(nt, N - n0);
-    auto prim = get_prim(p, M, K, n, direct ? N : n);
     const uint16_t* wsrc = W + n0 * K;
     parallel_for(
         n * K, [&](int64_t b, int64_t e) { bf16_to_f32_n(wsrc + b, e - b, wtp + b); }, 4096);
-    if (direct) {
-      run_prim(*prim, X, wtp, Y);
-      continue;
-    }
-    float* ytp = yt.data();
-    run_prim(*prim, X, wtp, ytp);
-    parallel_for(M, [&](int64_t b, int64_t e) {
-      for (int64_t m = b; m < e; ++m) std::copy(ytp + m * n, ytp + (m + 1) * n, Y + m * N + n0);
-    });
+    onednn_matmul_nt(false, X, M, K, wtp, n, Y + n0, N);
   }
 }
 
 std::string onednn_impl_name(int64_t M, int64_t K, int64_t N, Precision p) {
   LQ_CHECK(M > 0 && K > 0 && N > 0, "onednn_impl_name: shape must be positive, got M={} K={} N={}",
            M, K, N);
-  if (p == Precision::BF16) return get_prim(p, M, K, N, N)->impl;
-  const int64_t nt = f32_tile_cols(K, N);
-  return get_prim(p, M, K, nt, nt == N ? N : nt)->impl;
+  return get_prim(p, M, K, p == Precision::BF16 ? N : f32_tile_cols(K, N))->impl;
 }
 
 namespace {

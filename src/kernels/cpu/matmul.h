@@ -51,6 +51,14 @@ void gemv_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t
 void gemm_bf16w_onednn(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
                        Precision p);
 
+// Y[:, 0:n) (row stride ldy >= n) = A[M, K] · B[n, K]^T with oneDNN: A and B both
+// bf16 bits (bf16 = true) or both fp32, fp32 accumulation; B is read as the [K, n]
+// "ba" view. For callers that prepare their own operands (the quantized prefill's
+// dequantized weight tiles). Pass 64-byte aligned A and B: oneDNN's AMX kernel runs
+// ~1.35x slower on 16-byte aligned rows. Primitives are cached per shape.
+void onednn_matmul_nt(bool bf16, const void* A, int64_t M, int64_t K, const void* B, int64_t n, float* Y,
+                      int64_t ldy);
+
 // Name of the oneDNN implementation the GEMM path uses for this shape (e.g.
 // "brg:avx512_core_amx_bf16"); creates/caches the primitive if needed.
 std::string onednn_impl_name(int64_t M, int64_t K, int64_t N, Precision p);

@@ -67,7 +67,6 @@ HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_REST
                           float* HWY_RESTRICT y, int64_t ldy, const uint8_t* pf) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
-  const hn::Rebind<uint8_t, decltype(df)> d8;
   using V = hn::Vec<decltype(df)>;
   const int64_t L = int64_t(hn::Lanes(df));
   const uint8_t* HWY_RESTRICT qrow = w.q + n * w.row_bytes;
@@ -81,10 +80,10 @@ HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_REST
     total[m] = hn::Zero(df);
     stail[m] = 0.0f;
   }
-  // Vector steps need 16 (int4) / L (int8) columns per step; targets wider than
-  // 16 float lanes do not exist on x86, but stay correct via the scalar loop.
+  // Vector steps need 16 columns per step; targets wider than 16 float lanes do not
+  // exist on x86, but stay correct via the scalar loop. int8 rows take Int8Rows
+  // below except on the scalar target.
   const bool vec4 = kBits == 4 && L <= 16 && HWY_TARGET != HWY_SCALAR;
-  const bool vec8 = kBits == 8 && HWY_TARGET != HWY_SCALAR;
   for (int64_t g = 0; g < w.n_groups; ++g) {
     const int64_t s = w.group_start[g], e = w.group_start[g + 1];
     const int32_t z = w.signed8 ? 0 : zr[g];
@@ -123,31 +122,6 @@ HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_REST
           }
         }
       }
-    } else if (vec8 && w.signed8) {
-      // Signed codes, zero 0 (symmetric): sign-extend and convert, no subtraction.
-      const hn::Rebind<int8_t, decltype(df)> d8s;
-      const int8_t* srow = reinterpret_cast<const int8_t*>(qrow);
-      for (; k + 2 * L <= e; k += 2 * L) {
-        hwy::Prefetch(pf + k);
-        const V w0 = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8s, srow + k)));
-        const V w1 = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8s, srow + k + L)));
-        LQ_UNROLL
-        for (int m = 0; m < kM; ++m) {
-          a0[m] = hn::MulAdd(w0, hn::LoadU(df, xp + m * ldx + k), a0[m]);
-          a1[m] = hn::MulAdd(w1, hn::LoadU(df, xp + m * ldx + k + L), a1[m]);
-        }
-      }
-    } else if (vec8) {
-      for (; k + 2 * L <= e; k += 2 * L) {
-        hwy::Prefetch(pf + k);
-        const V w0 = hn::ConvertTo(df, hn::Sub(hn::PromoteTo(di, hn::LoadU(d8, qrow + k)), zv));
-        const V w1 = hn::ConvertTo(df, hn::Sub(hn::PromoteTo(di, hn::LoadU(d8, qrow + k + L)), zv));
-        LQ_UNROLL
-        for (int m = 0; m < kM; ++m) {
-          a0[m] = hn::MulAdd(w0, hn::LoadU(df, xp + m * ldx + k), a0[m]);
-          a1[m] = hn::MulAdd(w1, hn::LoadU(df, xp + m * ldx + k + L), a1[m]);
-        }
-      }
     }
     for (; k < e; ++k) scalar_step(k);
     const V sv = hn::Set(df, sc[g]);
@@ -161,25 +135,27 @@ HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_REST
   for (int m = 0; m < kM; ++m) y[m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[m])) + stail[m];
 }
 
-// Two int8 rows at once, each computed exactly as AffineRow<kM, 8> computes it
-// (same chains, same order: results do not depend on how rows are paired). Two
-// weight streams per thread instead of one: decode from DRAM is limited by the
-// memory-level parallelism of one stream (int8 llama-3.2-1b MLP: ~20 GB/s with
-// one row per pass, the bf16 GEMV with 4 rows per pass reaches ~28).
-template <int kM>
-HWY_INLINE void Int8RowPair(const QAffineView& w, int64_t n, const float* HWY_RESTRICT xp, int64_t ldx,
-                            float* HWY_RESTRICT y, int64_t ldy, const uint8_t* pf) {
+// kR int8 rows n.. at once: y[r + m * ldy] = sum_g scale_g * sum_{k in g} x[m][k] *
+// (q[k] - z_g), two accumulation chains per row and X row, a row's arithmetic the
+// same for any kR (results never depend on how rows are grouped). kR = 2 gives two
+// weight streams per thread: decode from DRAM is limited by the memory-level
+// parallelism of one stream. Signed codes (signed8) are sign-extended with no
+// zero subtraction.
+template <int kM, int kR>
+HWY_INLINE void Int8Rows(const QAffineView& w, int64_t n, const float* HWY_RESTRICT xp, int64_t ldx,
+                         float* HWY_RESTRICT y, int64_t ldy, const uint8_t* pf) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint8_t, decltype(df)> d8;
   const hn::Rebind<int8_t, decltype(df)> d8s;
   using V = hn::Vec<decltype(df)>;
   const int64_t L = int64_t(hn::Lanes(df));
-  const uint8_t* HWY_RESTRICT qrow[2] = {w.q + n * w.row_bytes, w.q + (n + 1) * w.row_bytes};
-  V total[2][kM];
-  float stail[2][kM];
+  const uint8_t* HWY_RESTRICT qrow[kR];
+  for (int r = 0; r < kR; ++r) qrow[r] = w.q + (n + r) * w.row_bytes;
+  V total[kR][kM];
+  float stail[kR][kM];
   LQ_UNROLL
-  for (int r = 0; r < 2; ++r)
+  for (int r = 0; r < kR; ++r)
     LQ_UNROLL
     for (int m = 0; m < kM; ++m) {
       total[r][m] = hn::Zero(df);
@@ -191,12 +167,12 @@ HWY_INLINE void Int8RowPair(const QAffineView& w, int64_t n, const float* HWY_RE
   };
   for (int64_t g = 0; g < w.n_groups; ++g) {
     const int64_t s = w.group_start[g], e = w.group_start[g + 1];
-    int32_t z[2];
-    hn::Vec<decltype(di)> zv[2];
-    V a0[2][kM], a1[2][kM];
-    float sacc[2][kM];
+    int32_t z[kR];
+    hn::Vec<decltype(di)> zv[kR];
+    V a0[kR][kM], a1[kR][kM];
+    float sacc[kR][kM];
     LQ_UNROLL
-    for (int r = 0; r < 2; ++r) {
+    for (int r = 0; r < kR; ++r) {
       z[r] = qaffine_zero(w, n + r, g);
       zv[r] = hn::Set(di, z[r]);
       LQ_UNROLL
@@ -208,10 +184,10 @@ HWY_INLINE void Int8RowPair(const QAffineView& w, int64_t n, const float* HWY_RE
     }
     int64_t k = s;
     for (; k + 2 * L <= e; k += 2 * L) {
-      hwy::Prefetch(pf + k);
-      hwy::Prefetch(pf + w.row_bytes + k);
       LQ_UNROLL
-      for (int r = 0; r < 2; ++r) {
+      for (int r = 0; r < kR; ++r) hwy::Prefetch(pf + r * w.row_bytes + k);
+      LQ_UNROLL
+      for (int r = 0; r < kR; ++r) {
         const V w0 = load(r, k, zv[r]);
         const V w1 = load(r, k + L, zv[r]);
         LQ_UNROLL
@@ -223,13 +199,13 @@ HWY_INLINE void Int8RowPair(const QAffineView& w, int64_t n, const float* HWY_RE
     }
     for (; k < e; ++k)
       LQ_UNROLL
-      for (int r = 0; r < 2; ++r) {
+      for (int r = 0; r < kR; ++r) {
         const float c = float(qaffine_code(w, n + r, k) - z[r]);
         LQ_UNROLL
         for (int m = 0; m < kM; ++m) sacc[r][m] += xp[m * ldx + k] * c;
       }
     LQ_UNROLL
-    for (int r = 0; r < 2; ++r) {
+    for (int r = 0; r < kR; ++r) {
       const float scale = w.scales[(n + r) * w.n_groups + g];
       const V sv = hn::Set(df, scale);
       LQ_UNROLL
@@ -240,7 +216,7 @@ HWY_INLINE void Int8RowPair(const QAffineView& w, int64_t n, const float* HWY_RE
     }
   }
   LQ_UNROLL
-  for (int r = 0; r < 2; ++r)
+  for (int r = 0; r < kR; ++r)
     LQ_UNROLL
     for (int m = 0; m < kM; ++m) y[r + m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[r][m])) + stail[r][m];
 }
@@ -248,9 +224,13 @@ HWY_INLINE void Int8RowPair(const QAffineView& w, int64_t n, const float* HWY_RE
 template <int kM>
 void AffineRange(const QAffineView& w, const float* xp, int64_t ldx, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
   int64_t n = n0;
-  // Pairs of int8 rows where the registers allow (kM <= 2 on 32-register targets).
-  if (w.bits == 8 && HWY_TARGET != HWY_SCALAR && (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3)))
-    for (; n + 2 <= n1; n += 2) Int8RowPair<kM>(w, n, xp, ldx, Y + n, ldy, PrefetchRow(w.q, w.row_bytes, n, n1 - 1));
+  if (w.bits == 8 && HWY_TARGET != HWY_SCALAR) {
+    // Pairs of rows where the registers allow (kM <= 2 on 32-register targets).
+    if (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3))
+      for (; n + 2 <= n1; n += 2) Int8Rows<kM, 2>(w, n, xp, ldx, Y + n, ldy, PrefetchRow(w.q, w.row_bytes, n, n1 - 1));
+    for (; n < n1; ++n) Int8Rows<kM, 1>(w, n, xp, ldx, Y + n, ldy, PrefetchRow(w.q, w.row_bytes, n, n1));
+    return;
+  }
   for (; n < n1; ++n) {
     const uint8_t* pf = PrefetchRow(w.q, w.row_bytes, n, n1);
     if (w.bits == 4) AffineRow<kM, 4>(w, n, xp, ldx, Y + n, ldy, pf);
@@ -292,6 +272,18 @@ HWY_INLINE hn::Vec<D> Nf4Lookup(D df, const float* HWY_RESTRICT code, hn::Vec<D>
 #endif
 }
 
+// The 16 codes as one vector where Nf4Lookup uses a register table (AVX-512), else
+// unused (Nf4Lookup gathers from `code`).
+template <class D>
+HWY_INLINE hn::Vec<D> Nf4Table(D df, const float* HWY_RESTRICT code) {
+#if HWY_TARGET <= HWY_AVX3 && HWY_ARCH_X86
+  return hn::LoadU(df, code);
+#else
+  (void)code;
+  return hn::Zero(df);
+#endif
+}
+
 // xp: kM rows (stride K) permuted per 2L block into [even][odd].
 template <int kM>
 HWY_INLINE void Nf4Row(const QNf4View& w, int64_t n, const float* HWY_RESTRICT xp, float* HWY_RESTRICT y,
@@ -305,11 +297,7 @@ HWY_INLINE void Nf4Row(const QNf4View& w, int64_t n, const float* HWY_RESTRICT x
   const uint8_t* HWY_RESTRICT prow = w.packed + n * (K / 2);
   const float* am = w.absmax + n * (K / bs);
   const auto m15 = hn::Set(di, 15);
-#if HWY_TARGET <= HWY_AVX3 && HWY_ARCH_X86
-  const V table = hn::LoadU(df, w.code);
-#else
-  const V table = hn::Zero(df);
-#endif
+  const V table = Nf4Table(df, w.code);
   V total[kM];
   LQ_UNROLL
   for (int m = 0; m < kM; ++m) total[m] = hn::Zero(df);
@@ -555,11 +543,7 @@ inline void DequantNf4RowsF32(const QNf4View& w, int64_t n0, int64_t n1, float* 
   const int64_t L = int64_t(hn::Lanes(df));
   const int64_t K = w.K, bs = w.blocksize;
   const auto m15 = hn::Set(di, 15);
-#if HWY_TARGET <= HWY_AVX3 && HWY_ARCH_X86
-  const V table = hn::LoadU(df, w.code);
-#else
-  const V table = hn::Zero(df);
-#endif
+  const V table = Nf4Table(df, w.code);
   auto scalar = [&](int64_t i) {
     const uint8_t b = w.packed[i >> 1];
     return w.code[(i & 1) ? (b & 15) : (b >> 4)] * w.absmax[i / bs];

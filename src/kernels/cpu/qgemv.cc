@@ -3,9 +3,8 @@
 // prefill path, the tile dequantizers and the scalar references.
 //
 // Prefill path (qgemm_*): W is dequantized one N-tile (~2-4 MiB) at a time into a
-// per-thread scratch buffer, in parallel over the tile's rows, and multiplied by
-// a oneDNN matmul that writes straight into the tile's columns of Y (dst row
-// stride N). BF16: X rounded to bf16 once per call, W tile in bf16 (bf16 x bf16 ->
+// 64-byte aligned per-thread scratch buffer, in parallel over the tile's rows, and
+// multiplied into the tile's columns of Y by onednn_matmul_nt (matmul.h). BF16: X rounded to bf16 once per call, W tile in bf16 (bf16 x bf16 ->
 // f32, AMX when present). F32: X and the W tile in fp32 (the tile holds exactly
 // the reference values), f32 matmul. FP8 W8A8: the E4M3 values of X and W are
 // exact in bf16, so the bf16 matmul gives exact products in fp32 accumulation;
@@ -24,11 +23,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <oneapi/dnnl/dnnl.hpp>
-#include <tuple>
 #include <vector>
 
 #include "core/aligned.h"
@@ -109,72 +103,6 @@ void prepare_fp8_x(const QFp8View& w, const float* X, int64_t M, const float* ac
   else rows(0, M);
 }
 
-// ---- oneDNN matmul of a dequantized tile: Y[:, n0:n0+n] (row stride ldy) ----------
-
-dnnl::engine& engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
-
-struct Prim {
-  dnnl::matmul mm;
-  dnnl::memory::desc src, wei, dst;
-};
-
-std::shared_ptr<const Prim> get_prim(bool bf16, int64_t M, int64_t K, int64_t n, int64_t ldy) {
-  using dt = dnnl::memory::data_type;
-  using dims = dnnl::memory::dims;
-  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t>;
-  static std::mutex mu;
-  static std::map<Key, std::shared_ptr<const Prim>> cache;
-  const Key key{bf16, M, K, n, ldy};
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
-  const dt in = bf16 ? dt::bf16 : dt::f32;
-  auto prim = std::make_shared<Prim>();
-  prim->src = dnnl::memory::desc(dims{M, K}, in, dims{K, 1});
-  prim->wei = dnnl::memory::desc(dims{K, n}, in, dims{1, K});  // tile [n, K] read as [K, n]
-  prim->dst = dnnl::memory::desc(dims{M, n}, dt::f32, dims{ldy, 1});
-  try {
-    auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(prim->src, prim->wei, prim->dst), engine());
-    prim->mm = dnnl::matmul(pd);
-  } catch (const dnnl::error& e) {
-    fail("qgemm: oneDNN could not create a {} matmul for M={} K={} N={}: {}", bf16 ? "bf16" : "f32", M, K, n,
-         e.what());
-  }
-  std::lock_guard<std::mutex> lock(mu);
-  if (cache.size() >= 256) cache.clear();
-  return cache.emplace(key, std::move(prim)).first->second;
-}
-
-thread_local AlignedVector<float> tl_ytile;
-
-// Y[:, n0 .. n0 + n) (row stride ldy) = X · tile^T. oneDNN 2.6 runs its AMX brgemm
-// only for a dense destination; a strided one falls back to gemm:jit (measured
-// 1.55 vs 1.99 TFLOP/s, M=512 K=2048 n=1024, 2 threads), so a tile narrower than Y
-// is computed into a dense [M, n] buffer and copied into Y's columns.
-void run_tile(bool bf16, const void* x, int64_t M, int64_t K, const void* wtile, int64_t n, float* y, int64_t ldy) {
-  float* out = y;
-  if (n != ldy) {
-    if (int64_t(tl_ytile.size()) < M * n) tl_ytile.resize(size_t(M * n));
-    out = tl_ytile.data();
-  }
-  auto prim = get_prim(bf16, M, K, n, n);
-  dnnl::stream s(engine());
-  dnnl::memory ms(prim->src, engine(), const_cast<void*>(x));
-  dnnl::memory mw(prim->wei, engine(), const_cast<void*>(wtile));
-  dnnl::memory md(prim->dst, engine(), out);
-  prim->mm.execute(s, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}});
-  s.wait();
-  if (out != y)
-    parallel_for(M, [&](int64_t b, int64_t e) {
-      for (int64_t m = b; m < e; ++m) std::copy(out + m * n, out + (m + 1) * n, y + m * ldy);
-    });
-}
-
 int64_t tile_rows(int64_t K, int64_t N, size_t elem) {
   const int64_t bytes = int64_t(4) << 20;  // 2 and 16 MiB measured the same
   int64_t nt = bytes / (int64_t(elem) * std::max<int64_t>(K, 1));
@@ -205,7 +133,7 @@ void tiled_gemm(const float* xk, int64_t M, int64_t K, int64_t N, float* Y, bool
       const int64_t n = std::min(nt, N - n0);
       uint16_t* wp = wt.data();
       parallel_for(n, [&](int64_t a, int64_t b) { deq_bf16(n0 + a, n0 + b, wp + a * K); }, 4);
-      run_tile(true, xbp, M, K, wp, n, Y + n0, N);
+      onednn_matmul_nt(true, xbp, M, K, wp, n, Y + n0, N);
     }
   } else {
     const int64_t nt = tile_rows(K, N, 4);
@@ -215,7 +143,7 @@ void tiled_gemm(const float* xk, int64_t M, int64_t K, int64_t N, float* Y, bool
       const int64_t n = std::min(nt, N - n0);
       float* wp = wt.data();
       parallel_for(n, [&](int64_t a, int64_t b) { deq_f32(n0 + a, n0 + b, wp + a * K); }, 4);
-      run_tile(false, xk, M, K, wp, n, Y + n0, N);
+      onednn_matmul_nt(false, xk, M, K, wp, n, Y + n0, N);
     }
   }
 }

@@ -387,18 +387,26 @@ TEST(Qgemv, AllSimdTargets) {
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
     SCOPED_TRACE(hwy::TargetName(target));
     hwy::SetSupportedTargetsForTest(target);
-    for (int bits : {4, 8}) {
-      AffineFixture f = make_affine(bits, 13, 200, {64, 96, 40}, true, uint32_t(bits));
-      const std::vector<float> X = rand_x(3 * 200, 9);
-      std::vector<float> y(39), ref(39);
-      for (Precision p : {Precision::F32, Precision::BF16}) {
-        qgemv_affine_hwy(f.v, X.data(), 3, y.data(), p);
-        qgemv_affine_ref(f.v, X.data(), 3, ref.data(), p);
-        auto mag = abs_dot(X, 3, 200, 13, [&](int64_t n, float* d) { dequant_affine_rows(f.v, n, n + 1, d); },
-                           f.v.perm);
-        expect_close(y, ref, mag, 4e-6, fmt::format("affine bits={} {}", bits, precision_name(p)));
+    // M = 1 takes the paired int8 rows, M = 3 single rows; signed8 the signed codes.
+    for (auto [bits, s8] : std::vector<std::pair<int, bool>>{{4, false}, {8, false}, {8, true}})
+      for (int64_t M : {1, 3}) {
+        AffineFixture f = make_affine(bits, 13, 200, {64, 96, 40}, true, uint32_t(bits), s8);
+        const std::vector<float> X = rand_x(M * 200, 9);
+        std::vector<float> y(size_t(M * 13)), ref(size_t(M * 13));
+        for (Precision p : {Precision::F32, Precision::BF16}) {
+          qgemv_affine_hwy(f.v, X.data(), M, y.data(), p);
+          qgemv_affine_ref(f.v, X.data(), M, ref.data(), p);
+          auto mag = abs_dot(X, M, 200, 13, [&](int64_t n, float* d) { dequant_affine_rows(f.v, n, n + 1, d); },
+                             f.v.perm);
+          expect_close(y, ref, mag, 4e-6, fmt::format("affine bits={}{} M={} {}", bits, s8 ? "s" : "", M,
+                                                      precision_name(p)));
+        }
+        // The Highway tile dequantizer on this target: bitwise the scalar definition.
+        std::vector<float> dq(13 * 200), dref(13 * 200);
+        dequant_affine_rows(f.v, 0, 13, dq.data());
+        dequant_affine_rows_ref(f.v, 0, 13, dref.data());
+        EXPECT_EQ(dq, dref) << "dequant bits=" << bits;
       }
-    }
     {
       const int64_t N = 11, K = 128;
       std::mt19937 rng(3);
@@ -479,9 +487,12 @@ TEST(QgemmDequant, SimdEqualsScalarBitwise) {
       bool grid = c.bits == 4;
       for (size_t g = 0; g + 1 < f.gs.size(); ++g) grid = grid && f.gs[g] % 32 == 0;
       const bool ran = dequant_affine_rows_bf16_avx512(f.v, n0, c.N, gt.data());
-      if (x86::features().avx512) EXPECT_EQ(ran, grid) << "bits=" << c.bits << " K=" << c.K;
-      if (ran)
+      if (x86::features().avx512) {
+        EXPECT_EQ(ran, grid) << "bits=" << c.bits << " K=" << c.K;
+      }
+      if (ran) {
         for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gt[i], f32_to_bf16(ref[i])) << "table bf16 at " << i;
+      }
     }
   }
   const std::vector<float> code = {-1.0f, -0.6961928f, -0.5250731f, -0.3949175f, -0.2844414f, -0.1847734f,
@@ -508,9 +519,12 @@ TEST(QgemmDequant, SimdEqualsScalarBitwise) {
       for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gb[i], f32_to_bf16(ref[i])) << "nf4 bf16 at " << i;
       std::vector<uint16_t> gt(got.size(), 0xdead);
       const bool ran = dequant_nf4_rows_bf16_avx512(v, n0, N, gt.data());
-      if (x86::features().avx512) EXPECT_EQ(ran, K % 64 == 0 && bs % 64 == 0) << "K=" << K << " bs=" << bs;
-      if (ran)
+      if (x86::features().avx512) {
+        EXPECT_EQ(ran, K % 64 == 0 && bs % 64 == 0) << "K=" << K << " bs=" << bs;
+      }
+      if (ran) {
         for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(gt[i], f32_to_bf16(ref[i])) << "nf4 table bf16 at " << i;
+      }
     }
   }
 }

@@ -141,7 +141,9 @@ TEST_P(QuantFixture, QuantizedLmHead) {
       const auto cfg = nlohmann::json::parse(read_file(out + "/config.json"));
       const SafeTensors st = SafeTensors::open(out);
       EXPECT_EQ(st.has("lm_head.qweight"), head == 1) << method;  // GPTQ layout
-      if (head == 1) EXPECT_EQ(cfg["tie_word_embeddings"], false) << method;
+      if (head == 1) {
+        EXPECT_EQ(cfg["tie_word_embeddings"], false) << method;
+      }
       EXPECT_EQ(st.get("model.embed_tokens.weight").dtype, DType::BF16);
       auto qm = Model::load(out);
       DivergenceOptions d;

@@ -48,15 +48,12 @@ namespace hn = hwy::HWY_NAMESPACE;
 #define LQ_UNROLL _Pragma("GCC unroll 16")
 #endif
 
-// Software prefetch of the same byte offset kQPrefetchRows rows ahead (clamped to
-// the thread's range): weight rows of 1-8 KiB end at page boundaries, where the
-// hardware prefetchers stop, and the Highway decode loops are otherwise
-// latency-bound on DRAM (int8 decode of llama-3.2-1b: 15 GB/s without).
-inline constexpr int64_t kQPrefetchRows = 8;
-
-inline const uint8_t* PrefetchRow(const uint8_t* base, int64_t row_bytes, int64_t n, int64_t n1) {
-  return base + std::min(n + kQPrefetchRows, n1 - 1) * row_bytes;
-}
+// Software prefetch, in every decode loop here: kQPrefetchBytes ahead of the byte
+// being read, in the same weight stream (rows are contiguous), once per 64-byte
+// line. Weight rows of 1-8 KiB end at page boundaries, where the hardware
+// prefetchers stop; without it these loops wait on DRAM. Prefetches never fault;
+// past the matrix end they are merely wasted.
+inline constexpr int64_t kQPrefetchBytes = 4096;
 
 // ---- affine int4 / int8 ---------------------------------------------------------
 
@@ -64,7 +61,7 @@ inline const uint8_t* PrefetchRow(const uint8_t* base, int64_t row_bytes, int64_
 // xp: kM rows with stride ldx, in kernel column order (zero padded to ldx).
 template <int kM, int kBits>
 HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_RESTRICT xp, int64_t ldx,
-                          float* HWY_RESTRICT y, int64_t ldy, const uint8_t* pf) {
+                          float* HWY_RESTRICT y, int64_t ldy) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   using V = hn::Vec<decltype(df)>;
@@ -109,7 +106,7 @@ HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_REST
         // Block k/32: words of chunk k/128, codes in bits [4t, 4t + 4), t = (k/32) % 4.
         const uint16_t* pw = reinterpret_cast<const uint16_t*>(qrow + (k >> 7) * 64);
         const int sh = int((k >> 5) & 3) * 4;
-        hwy::Prefetch(pf + (k >> 7) * 64);
+        if ((k & 127) == 0) hwy::Prefetch(qrow + (k >> 7) * 64 + kQPrefetchBytes);
         for (int64_t h = 0; h < 32; h += 2 * L) {
           const auto v0 = hn::PromoteTo(di, hn::LoadU(d16, pw + h));
           const auto v1 = hn::PromoteTo(di, hn::LoadU(d16, pw + h + L));
@@ -135,15 +132,17 @@ HWY_INLINE void AffineRow(const QAffineView& w, int64_t n, const float* HWY_REST
   for (int m = 0; m < kM; ++m) y[m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[m])) + stail[m];
 }
 
-// kR int8 rows n.. at once: y[r + m * ldy] = sum_g scale_g * sum_{k in g} x[m][k] *
-// (q[k] - z_g), two accumulation chains per row and X row, a row's arithmetic the
-// same for any kR (results never depend on how rows are grouped). kR = 2 gives two
-// weight streams per thread: decode from DRAM is limited by the memory-level
-// parallelism of one stream. Signed codes (signed8) are sign-extended with no
-// zero subtraction.
+// kR int8 rows n, n + rs, n + 2 rs, ... at once: y[r * rs + m * ldy] = sum_g scale_g *
+// sum_{k in g} x[m][k] * (q[k] - z_g), two accumulation chains per row and X row, a
+// row's arithmetic the same for any kR and rs (results never depend on how rows are
+// grouped). kR = 2 with rows far apart (rs = half the thread's rows) gives each
+// thread two independent sequential weight streams: decode from DRAM is limited
+// by memory-level parallelism, and two adjacent rows (rs = 1) share pages and
+// measured no faster than one stream. Signed codes (signed8) are sign-extended
+// with no zero subtraction.
 template <int kM, int kR>
-HWY_INLINE void Int8Rows(const QAffineView& w, int64_t n, const float* HWY_RESTRICT xp, int64_t ldx,
-                         float* HWY_RESTRICT y, int64_t ldy, const uint8_t* pf) {
+HWY_INLINE void Int8Rows(const QAffineView& w, int64_t n, int64_t rs, const float* HWY_RESTRICT xp,
+                         int64_t ldx, float* HWY_RESTRICT y, int64_t ldy) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint8_t, decltype(df)> d8;
@@ -151,7 +150,7 @@ HWY_INLINE void Int8Rows(const QAffineView& w, int64_t n, const float* HWY_RESTR
   using V = hn::Vec<decltype(df)>;
   const int64_t L = int64_t(hn::Lanes(df));
   const uint8_t* HWY_RESTRICT qrow[kR];
-  for (int r = 0; r < kR; ++r) qrow[r] = w.q + (n + r) * w.row_bytes;
+  for (int r = 0; r < kR; ++r) qrow[r] = w.q + (n + r * rs) * w.row_bytes;
   V total[kR][kM];
   float stail[kR][kM];
   LQ_UNROLL
@@ -173,7 +172,7 @@ HWY_INLINE void Int8Rows(const QAffineView& w, int64_t n, const float* HWY_RESTR
     float sacc[kR][kM];
     LQ_UNROLL
     for (int r = 0; r < kR; ++r) {
-      z[r] = qaffine_zero(w, n + r, g);
+      z[r] = qaffine_zero(w, n + r * rs, g);
       zv[r] = hn::Set(di, z[r]);
       LQ_UNROLL
       for (int m = 0; m < kM; ++m) {
@@ -184,8 +183,9 @@ HWY_INLINE void Int8Rows(const QAffineView& w, int64_t n, const float* HWY_RESTR
     }
     int64_t k = s;
     for (; k + 2 * L <= e; k += 2 * L) {
-      LQ_UNROLL
-      for (int r = 0; r < kR; ++r) hwy::Prefetch(pf + r * w.row_bytes + k);
+      if (((k - s) & 63) == 0)
+        LQ_UNROLL
+        for (int r = 0; r < kR; ++r) hwy::Prefetch(qrow[r] + k + kQPrefetchBytes);
       LQ_UNROLL
       for (int r = 0; r < kR; ++r) {
         const V w0 = load(r, k, zv[r]);
@@ -200,13 +200,13 @@ HWY_INLINE void Int8Rows(const QAffineView& w, int64_t n, const float* HWY_RESTR
     for (; k < e; ++k)
       LQ_UNROLL
       for (int r = 0; r < kR; ++r) {
-        const float c = float(qaffine_code(w, n + r, k) - z[r]);
+        const float c = float(qaffine_code(w, n + r * rs, k) - z[r]);
         LQ_UNROLL
         for (int m = 0; m < kM; ++m) sacc[r][m] += xp[m * ldx + k] * c;
       }
     LQ_UNROLL
     for (int r = 0; r < kR; ++r) {
-      const float scale = w.scales[(n + r) * w.n_groups + g];
+      const float scale = w.scales[(n + r * rs) * w.n_groups + g];
       const V sv = hn::Set(df, scale);
       LQ_UNROLL
       for (int m = 0; m < kM; ++m) {
@@ -218,23 +218,27 @@ HWY_INLINE void Int8Rows(const QAffineView& w, int64_t n, const float* HWY_RESTR
   LQ_UNROLL
   for (int r = 0; r < kR; ++r)
     LQ_UNROLL
-    for (int m = 0; m < kM; ++m) y[r + m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[r][m])) + stail[r][m];
+    for (int m = 0; m < kM; ++m)
+      y[r * rs + m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[r][m])) + stail[r][m];
 }
 
 template <int kM>
 void AffineRange(const QAffineView& w, const float* xp, int64_t ldx, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
   int64_t n = n0;
   if (w.bits == 8 && HWY_TARGET != HWY_SCALAR) {
-    // Pairs of rows where the registers allow (kM <= 2 on 32-register targets).
-    if (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3))
-      for (; n + 2 <= n1; n += 2) Int8Rows<kM, 2>(w, n, xp, ldx, Y + n, ldy, PrefetchRow(w.q, w.row_bytes, n, n1 - 1));
-    for (; n < n1; ++n) Int8Rows<kM, 1>(w, n, xp, ldx, Y + n, ldy, PrefetchRow(w.q, w.row_bytes, n, n1));
+    // Two streams where the registers allow (kM <= 2 on 32-register targets): row
+    // i of the first half of [n0, n1) with row i of the second half.
+    if (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3)) {
+      const int64_t h = (n1 - n0) / 2;
+      for (int64_t i = 0; i < h; ++i) Int8Rows<kM, 2>(w, n0 + i, h, xp, ldx, Y + n0 + i, ldy);
+      n = n0 + 2 * h;
+    }
+    for (; n < n1; ++n) Int8Rows<kM, 1>(w, n, 0, xp, ldx, Y + n, ldy);
     return;
   }
   for (; n < n1; ++n) {
-    const uint8_t* pf = PrefetchRow(w.q, w.row_bytes, n, n1);
-    if (w.bits == 4) AffineRow<kM, 4>(w, n, xp, ldx, Y + n, ldy, pf);
-    else AffineRow<kM, 8>(w, n, xp, ldx, Y + n, ldy, pf);
+    if (w.bits == 4) AffineRow<kM, 4>(w, n, xp, ldx, Y + n, ldy);
+    else AffineRow<kM, 8>(w, n, xp, ldx, Y + n, ldy);
   }
 }
 
@@ -284,52 +288,80 @@ HWY_INLINE hn::Vec<D> Nf4Table(D df, const float* HWY_RESTRICT code) {
 #endif
 }
 
+// kR rows n, n + rs, ... (see Int8Rows for why two streams) for kM rows of X:
+// y[r * rs + m * ldy]; each row's arithmetic independent of kR and rs.
 // xp: kM rows (stride K) permuted per 2L block into [even][odd].
-template <int kM>
-HWY_INLINE void Nf4Row(const QNf4View& w, int64_t n, const float* HWY_RESTRICT xp, float* HWY_RESTRICT y,
-                       int64_t ldy, const uint8_t* pf) {
+template <int kM, int kR>
+HWY_INLINE void Nf4Rows(const QNf4View& w, int64_t n, int64_t rs, const float* HWY_RESTRICT xp,
+                        float* HWY_RESTRICT y, int64_t ldy) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint8_t, decltype(df)> d8;
   using V = hn::Vec<decltype(df)>;
   const int64_t L = int64_t(hn::Lanes(df));
   const int64_t K = w.K, bs = w.blocksize;
-  const uint8_t* HWY_RESTRICT prow = w.packed + n * (K / 2);
-  const float* am = w.absmax + n * (K / bs);
+  const uint8_t* HWY_RESTRICT prow[kR];
+  const float* am[kR];
+  LQ_UNROLL
+  for (int r = 0; r < kR; ++r) {
+    prow[r] = w.packed + (n + r * rs) * (K / 2);
+    am[r] = w.absmax + (n + r * rs) * (K / bs);
+  }
   const auto m15 = hn::Set(di, 15);
   const V table = Nf4Table(df, w.code);
-  V total[kM];
+  V total[kR][kM];
   LQ_UNROLL
-  for (int m = 0; m < kM; ++m) total[m] = hn::Zero(df);
-  for (int64_t k0 = 0; k0 < K; k0 += bs) {
-    V ae[kM], ao[kM];
+  for (int r = 0; r < kR; ++r)
     LQ_UNROLL
-    for (int m = 0; m < kM; ++m) {
-      ae[m] = hn::Zero(df);
-      ao[m] = hn::Zero(df);
-    }
-    for (int64_t k = k0; k < k0 + bs; k += 2 * L) {
-      hwy::Prefetch(pf + (k >> 1));
-      const auto vb = hn::PromoteTo(di, hn::LoadU(d8, prow + (k >> 1)));
-      const V we = Nf4Lookup(df, w.code, table, hn::ShiftRight<4>(vb));
-      const V wo = Nf4Lookup(df, w.code, table, hn::And(vb, m15));
+    for (int m = 0; m < kM; ++m) total[r][m] = hn::Zero(df);
+  for (int64_t k0 = 0; k0 < K; k0 += bs) {
+    V ae[kR][kM], ao[kR][kM];
+    LQ_UNROLL
+    for (int r = 0; r < kR; ++r)
       LQ_UNROLL
       for (int m = 0; m < kM; ++m) {
-        ae[m] = hn::MulAdd(we, hn::LoadU(df, xp + m * K + k), ae[m]);
-        ao[m] = hn::MulAdd(wo, hn::LoadU(df, xp + m * K + k + L), ao[m]);
+        ae[r][m] = hn::Zero(df);
+        ao[r][m] = hn::Zero(df);
+      }
+    for (int64_t k = k0; k < k0 + bs; k += 2 * L) {
+      if (((k - k0) & 127) == 0)  // one prefetch per 64-byte line of codes
+        LQ_UNROLL
+        for (int r = 0; r < kR; ++r) hwy::Prefetch(prow[r] + (k >> 1) + kQPrefetchBytes);
+      LQ_UNROLL
+      for (int r = 0; r < kR; ++r) {
+        const auto vb = hn::PromoteTo(di, hn::LoadU(d8, prow[r] + (k >> 1)));
+        const V we = Nf4Lookup(df, w.code, table, hn::ShiftRight<4>(vb));
+        const V wo = Nf4Lookup(df, w.code, table, hn::And(vb, m15));
+        LQ_UNROLL
+        for (int m = 0; m < kM; ++m) {
+          ae[r][m] = hn::MulAdd(we, hn::LoadU(df, xp + m * K + k), ae[r][m]);
+          ao[r][m] = hn::MulAdd(wo, hn::LoadU(df, xp + m * K + k + L), ao[r][m]);
+        }
       }
     }
-    const V av = hn::Set(df, am[k0 / bs]);
     LQ_UNROLL
-    for (int m = 0; m < kM; ++m) total[m] = hn::MulAdd(av, hn::Add(ae[m], ao[m]), total[m]);
+    for (int r = 0; r < kR; ++r) {
+      const V av = hn::Set(df, am[r][k0 / bs]);
+      LQ_UNROLL
+      for (int m = 0; m < kM; ++m) total[r][m] = hn::MulAdd(av, hn::Add(ae[r][m], ao[r][m]), total[r][m]);
+    }
   }
   LQ_UNROLL
-  for (int m = 0; m < kM; ++m) y[m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[m]));
+  for (int r = 0; r < kR; ++r)
+    LQ_UNROLL
+    for (int m = 0; m < kM; ++m) y[r * rs + m * ldy] = hn::GetLane(hn::SumOfLanes(df, total[r][m]));
 }
 
+// Two streams (row i of each half of the range) where the registers allow.
 template <int kM>
 void Nf4Range(const QNf4View& w, const float* xp, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
-  for (int64_t n = n0; n < n1; ++n) Nf4Row<kM>(w, n, xp, Y + n, ldy, PrefetchRow(w.packed, w.K / 2, n, n1));
+  int64_t n = n0;
+  if (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3)) {
+    const int64_t h = (n1 - n0) / 2;
+    for (int64_t i = 0; i < h; ++i) Nf4Rows<kM, 2>(w, n0 + i, h, xp, Y + n0 + i, ldy);
+    n = n0 + 2 * h;
+  }
+  for (; n < n1; ++n) Nf4Rows<kM, 1>(w, n, 0, xp, Y + n, ldy);
 }
 
 // Requires qgemv_nf4_supported(w) (checked by the caller).
@@ -367,25 +399,31 @@ inline void QgemvNf4(const QNf4View& w, const float* X, int64_t M, float* Y, boo
 
 // ---- FP8 -----------------------------------------------------------------------
 
-// xs: kM rows (stride K) of the (exactly decoded) activations.
-template <int kM>
-HWY_INLINE void Fp8Row(const QFp8View& w, int64_t n, const float* HWY_RESTRICT xs, const float* HWY_RESTRICT rs,
-                       float* HWY_RESTRICT y, int64_t ldy, const uint8_t* pf) {
+// kR rows n, n + rs, ... (see Int8Rows for why two streams) for kM rows of X:
+// y[r * rs + m * ldy]; each row's arithmetic independent of kR and rs.
+// xs: kM rows (stride K) of the (exactly decoded) activations; xscale: their scales.
+template <int kM, int kR>
+HWY_INLINE void Fp8Rows(const QFp8View& w, int64_t n, int64_t rs, const float* HWY_RESTRICT xs,
+                        const float* HWY_RESTRICT xscale, float* HWY_RESTRICT y, int64_t ldy) {
   const hn::ScalableTag<float> df;
   using V = hn::Vec<decltype(df)>;
   const int64_t L = int64_t(hn::Lanes(df));
   const int64_t K = w.K;
-  const uint8_t* HWY_RESTRICT wr = w.w + n * K;
+  const uint8_t* HWY_RESTRICT wr[kR];
+  LQ_UNROLL
+  for (int r = 0; r < kR; ++r) wr[r] = w.w + (n + r * rs) * K;
   const hn::Rebind<int8_t, decltype(df)> d8s;
   const hn::Rebind<int16_t, decltype(df)> d16;
   const hn::Rebind<hwy::float16_t, decltype(df)> dh;
   const auto keep = hn::Set(d16, int16_t(~0x4000));
-  V a0[kM], a1[kM];
+  V a0[kR][kM], a1[kR][kM];
   LQ_UNROLL
-  for (int m = 0; m < kM; ++m) {
-    a0[m] = hn::Zero(df);
-    a1[m] = hn::Zero(df);
-  }
+  for (int r = 0; r < kR; ++r)
+    LQ_UNROLL
+    for (int m = 0; m < kM; ++m) {
+      a0[r][m] = hn::Zero(df);
+      a1[r][m] = hn::Zero(df);
+    }
   // fp8(c) * 2^-8 exactly (see the file comment).
   auto decode = [&](const uint8_t* p) {
     const auto c = hn::PromoteTo(d16, hn::LoadU(d8s, reinterpret_cast<const int8_t*>(p)));
@@ -394,28 +432,43 @@ HWY_INLINE void Fp8Row(const QFp8View& w, int64_t n, const float* HWY_RESTRICT x
   int64_t k = 0;
   if (HWY_TARGET != HWY_SCALAR) {
     for (; k + 2 * L <= K; k += 2 * L) {
-      hwy::Prefetch(pf + k);
-      const V w0 = decode(wr + k);
-      const V w1 = decode(wr + k + L);
+      if ((k & 63) == 0)
+        LQ_UNROLL
+        for (int r = 0; r < kR; ++r) hwy::Prefetch(wr[r] + k + kQPrefetchBytes);
       LQ_UNROLL
-      for (int m = 0; m < kM; ++m) {
-        a0[m] = hn::MulAdd(w0, hn::LoadU(df, xs + m * K + k), a0[m]);
-        a1[m] = hn::MulAdd(w1, hn::LoadU(df, xs + m * K + k + L), a1[m]);
+      for (int r = 0; r < kR; ++r) {
+        const V w0 = decode(wr[r] + k);
+        const V w1 = decode(wr[r] + k + L);
+        LQ_UNROLL
+        for (int m = 0; m < kM; ++m) {
+          a0[r][m] = hn::MulAdd(w0, hn::LoadU(df, xs + m * K + k), a0[r][m]);
+          a1[r][m] = hn::MulAdd(w1, hn::LoadU(df, xs + m * K + k + L), a1[r][m]);
+        }
       }
     }
   }
-  const float ws = w.scale[w.per_channel ? n : 0];
   LQ_UNROLL
-  for (int m = 0; m < kM; ++m) {
-    float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0[m], a1[m]))) * 256.0f;  // exact
-    for (int64_t kk = k; kk < K; ++kk) s += xs[m * K + kk] * fp8e4m3_to_f32(wr[kk]);
-    y[m * ldy] = (s * rs[m]) * ws;
+  for (int r = 0; r < kR; ++r) {
+    const float ws = w.scale[w.per_channel ? n + r * rs : 0];
+    LQ_UNROLL
+    for (int m = 0; m < kM; ++m) {
+      float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0[r][m], a1[r][m]))) * 256.0f;  // exact
+      for (int64_t kk = k; kk < K; ++kk) s += xs[m * K + kk] * fp8e4m3_to_f32(wr[r][kk]);
+      y[r * rs + m * ldy] = (s * xscale[m]) * ws;
+    }
   }
 }
 
+// Two streams (row i of each half of the range) where the registers allow.
 template <int kM>
 void Fp8Range(const QFp8View& w, const float* xs, const float* rs, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
-  for (int64_t n = n0; n < n1; ++n) Fp8Row<kM>(w, n, xs, rs, Y + n, ldy, PrefetchRow(w.w, w.K, n, n1));
+  int64_t n = n0;
+  if (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3)) {
+    const int64_t h = (n1 - n0) / 2;
+    for (int64_t i = 0; i < h; ++i) Fp8Rows<kM, 2>(w, n0 + i, h, xs, rs, Y + n0 + i, ldy);
+    n = n0 + 2 * h;
+  }
+  for (; n < n1; ++n) Fp8Rows<kM, 1>(w, n, 0, xs, rs, Y + n, ldy);
 }
 
 // xs: M rows of decoded activations (stride K); rs: [M] row scales (1 for weight-only).

@@ -21,10 +21,10 @@
 //     multiplied by the fp32 scale: the numerics of the Highway kernel (and of
 //     the scalar reference up to fp32 summation order).
 //   * Two accumulation chains per X row hide the VDPBF16PS latency (four were
-//     ~5% slower at M = 1 on llama-3.2-1b: more adds per 128-column group; two
-//     weight rows per pass measured no faster); software prefetch of the same offset two rows ahead
-//     (a row of an 8192-column matrix is one 4 KiB page; hardware prefetchers stop
-//     at page boundaries).
+//     ~5% slower at M = 1 on llama-3.2-1b: more adds per 128-column group).
+//   * Two weight streams per thread for M <= 2 (rows from the two halves of the
+//     thread's range in step) with software prefetch 4 KiB ahead in each: see
+//     rows_int4_at.
 // Requirements (qgemv_affine_bf16dp_supported): bits 4, Precision::BF16, every
 // group starts at a multiple of 32 columns (GPTQ/AWQ/RTN groups of 32/64/128 and
 // per-channel; act-order groups after the permutation). Others use Highway.
@@ -108,69 +108,106 @@ LQ_DP_FN inline void one_block(__m512 (&acc)[kM][kA], const Job& jb, const uint8
   }
 }
 
-// Output rows [n0, n1) for kM rows of X: Y[m * ldy + n].
-template <int kM>
-LQ_DP_FN void rows_int4(const Job& jb, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
+// kR output rows n, n + rs, ... for kM rows of X: Y[m * ldy + n + r * rs]. Each row's
+// arithmetic is the same for any kR and rs (results never depend on the grouping).
+// kR = 2 with rows far apart (rs = half the thread's rows) gives the thread two
+// independent sequential weight streams: from DRAM one stream is limited by its
+// memory-level parallelism (int4 decode of llama-3.2-1b +~10%, int8 +~20%).
+// Software prefetch kPrefetchBytes ahead in each stream (rows are contiguous, and
+// the hardware prefetchers stop at page boundaries).
+constexpr int64_t kPrefetchBytes = 4096;
+
+template <int kM, int kR>
+LQ_DP_FN inline void rows_int4_at(const Job& jb, int64_t n, int64_t rs, float* Y, int64_t ldy) {
   constexpr int kA = 2;  // accumulation chains per X row (4 for M <= 2 measured ~5% slower: more per-group adds)
   const QAffineView& w = *jb.w;
   const int64_t G = w.n_groups, rb = w.row_bytes;
   const Table* tabs = tables().data();
-  for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* qrow = w.q + n * rb;
-    const uint8_t* pf = w.q + std::min(n + 2, w.N - 1) * rb;  // prefetch target row
-    const float* sc = w.scales + n * G;
-    const int32_t* zr = w.zeros + n * G;
-    __m512 tot[kM];
+  const uint8_t* qrow[kR];
+  LQ_UNROLL_ALL
+  for (int r = 0; r < kR; ++r) qrow[r] = w.q + (n + r * rs) * rb;
+  __m512 tot[kR][kM];
+  LQ_UNROLL_ALL
+  for (int r = 0; r < kR; ++r)
     LQ_UNROLL_ALL
-    for (int m = 0; m < kM; ++m) tot[m] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < G; ++g) {
-      const int32_t z = zr[g];
-      Table built;
-      const Table* tp = &built;
+    for (int m = 0; m < kM; ++m) tot[r][m] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    Table built[kR];
+    __m512i tab[kR];
+    __m512 acc[kR][kM][kA];
+    LQ_UNROLL_ALL
+    for (int r = 0; r < kR; ++r) {
+      const int32_t z = w.zeros[(n + r * rs) * G + g];
+      const Table* tp = &built[r];
       if (uint32_t(z) < uint32_t(kTables)) tp = tabs + z;
-      else built = make_table(z);
-      const __m512i tab = _mm512_load_si512(tp->v);
-      __m512 acc[kM][kA];
+      else built[r] = make_table(z);
+      tab[r] = _mm512_load_si512(tp->v);
       LQ_UNROLL_ALL
       for (int m = 0; m < kM; ++m)
         LQ_UNROLL_ALL
-        for (int a = 0; a < kA; ++a) acc[m][a] = _mm512_setzero_ps();
-      int64_t b = jb.bstart[g];
-      const int64_t be = jb.bstart[g + 1];
-      // Leading blocks up to a chunk boundary.
-      for (; b < be && (b & 3); ++b) one_block<kM, kA>(acc, jb, qrow, b, tab);
-      // Whole chunks: one load, four blocks.
-      for (; b + 4 <= be; b += 4) {
-        const uint8_t* p = qrow + (b >> 2) * 64;
-        _mm_prefetch(reinterpret_cast<const char*>(pf + (b >> 2) * 64), _MM_HINT_T0);
+        for (int a = 0; a < kA; ++a) acc[r][m][a] = _mm512_setzero_ps();
+    }
+    int64_t b = jb.bstart[g];
+    const int64_t be = jb.bstart[g + 1];
+    // Leading blocks up to a chunk boundary.
+    for (; b < be && (b & 3); ++b)
+      LQ_UNROLL_ALL
+      for (int r = 0; r < kR; ++r) one_block<kM, kA>(acc[r], jb, qrow[r], b, tab[r]);
+    // Whole chunks: one load, four blocks.
+    for (; b + 4 <= be; b += 4) {
+      LQ_UNROLL_ALL
+      for (int r = 0; r < kR; ++r) {
+        const uint8_t* p = qrow[r] + (b >> 2) * 64;
+        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
         const __m512i v = _mm512_loadu_si512(p);
-        const __m512i w0 = _mm512_permutexvar_epi16(v, tab);
-        const __m512i w1 = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), tab);
-        const __m512i w2 = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), tab);
-        const __m512i w3 = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), tab);
+        const __m512i w0 = _mm512_permutexvar_epi16(v, tab[r]);
+        const __m512i w1 = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), tab[r]);
+        const __m512i w2 = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 8), tab[r]);
+        const __m512i w3 = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 12), tab[r]);
         LQ_UNROLL_ALL
         for (int m = 0; m < kM; ++m) {
           const uint16_t* x = jb.xb + m * jb.ldx + b * 32;
-          acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)w0, (__m512bh)_mm512_loadu_si512(x));
-          acc[m][1 % kA] = _mm512_dpbf16_ps(acc[m][1 % kA], (__m512bh)w1, (__m512bh)_mm512_loadu_si512(x + 32));
-          acc[m][2 % kA] = _mm512_dpbf16_ps(acc[m][2 % kA], (__m512bh)w2, (__m512bh)_mm512_loadu_si512(x + 64));
-          acc[m][3 % kA] = _mm512_dpbf16_ps(acc[m][3 % kA], (__m512bh)w3, (__m512bh)_mm512_loadu_si512(x + 96));
+          __m512(&ac)[kA] = acc[r][m];
+          ac[0] = _mm512_dpbf16_ps(ac[0], (__m512bh)w0, (__m512bh)_mm512_loadu_si512(x));
+          ac[1 % kA] = _mm512_dpbf16_ps(ac[1 % kA], (__m512bh)w1, (__m512bh)_mm512_loadu_si512(x + 32));
+          ac[2 % kA] = _mm512_dpbf16_ps(ac[2 % kA], (__m512bh)w2, (__m512bh)_mm512_loadu_si512(x + 64));
+          ac[3 % kA] = _mm512_dpbf16_ps(ac[3 % kA], (__m512bh)w3, (__m512bh)_mm512_loadu_si512(x + 96));
         }
       }
-      // Trailing blocks.
-      for (; b < be; ++b) one_block<kM, kA>(acc, jb, qrow, b, tab);
-      const __m512 s = _mm512_set1_ps(sc[g]);
+    }
+    // Trailing blocks.
+    for (; b < be; ++b)
+      LQ_UNROLL_ALL
+      for (int r = 0; r < kR; ++r) one_block<kM, kA>(acc[r], jb, qrow[r], b, tab[r]);
+    LQ_UNROLL_ALL
+    for (int r = 0; r < kR; ++r) {
+      const __m512 s = _mm512_set1_ps(w.scales[(n + r * rs) * G + g]);
       LQ_UNROLL_ALL
       for (int m = 0; m < kM; ++m) {
-        __m512 a = acc[m][0];
+        __m512 a = acc[r][m][0];
         LQ_UNROLL_ALL
-        for (int i = 1; i < kA; ++i) a = _mm512_add_ps(a, acc[m][i]);
-        tot[m] = _mm512_fmadd_ps(s, a, tot[m]);
+        for (int i = 1; i < kA; ++i) a = _mm512_add_ps(a, acc[r][m][i]);
+        tot[r][m] = _mm512_fmadd_ps(s, a, tot[r][m]);
       }
     }
-    LQ_UNROLL_ALL
-    for (int m = 0; m < kM; ++m) Y[m * ldy + n] = _mm512_reduce_add_ps(tot[m]);
   }
+  LQ_UNROLL_ALL
+  for (int r = 0; r < kR; ++r)
+    LQ_UNROLL_ALL
+    for (int m = 0; m < kM; ++m) Y[m * ldy + n + r * rs] = _mm512_reduce_add_ps(tot[r][m]);
+}
+
+// Output rows [n0, n1) for kM rows of X: Y[m * ldy + n]. For kM <= 2, row i of the
+// first half of the range goes with row i of the second half (two streams).
+template <int kM>
+LQ_DP_FN void rows_int4(const Job& jb, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
+  int64_t n = n0;
+  if constexpr (kM <= 2) {
+    const int64_t h = (n1 - n0) / 2;
+    for (int64_t i = 0; i < h; ++i) rows_int4_at<kM, 2>(jb, n0 + i, h, Y, ldy);
+    n = n0 + 2 * h;
+  }
+  for (; n < n1; ++n) rows_int4_at<kM, 1>(jb, n, 0, Y, ldy);
 }
 
 thread_local std::vector<float> tl_xf;

@@ -253,29 +253,97 @@ TEST(QgemvAffine, ThreadCountDoesNotChangeResults) {
   EXPECT_EQ(a, b);  // static partition, per-row order fixed: bit-identical
 }
 
-// int8 rows are processed in pairs where possible; each row must come out exactly
-// as the single-row kernel computes it, so results never depend on the pairing
-// (which changes with the thread partition). One-row views take the single path.
-TEST(QgemvAffine, Int8PairsEqualSingleRows) {
-  for (bool s8 : {false, true})
-    for (int64_t M : {1, 2, 3}) {
-      AffineFixture f = make_affine(8, 9, 300, {128, 44}, false, 11, s8);
-      const std::vector<float> X = rand_x(M * 300, 5);
-      std::vector<float> all(size_t(M * 9));
-      qgemv_affine_hwy(f.v, X.data(), M, all.data(), Precision::F32);
-      for (int64_t n = 0; n < 9; ++n) {
-        QAffineView one = f.v;
-        one.N = 1;
-        one.q = f.v.q + n * f.v.row_bytes;
-        one.scales = f.v.scales + n * f.v.n_groups;
-        one.zeros = f.v.zeros + n * f.v.n_groups;
-        std::vector<float> y(static_cast<size_t>(M));
-        qgemv_affine_hwy(one, X.data(), M, y.data(), Precision::F32);
-        for (int64_t m = 0; m < M; ++m)
-          EXPECT_EQ(std::bit_cast<uint32_t>(y[size_t(m)]), std::bit_cast<uint32_t>(all[size_t(m * 9 + n)]))
-              << "signed8=" << s8 << " M=" << M << " row " << n;
+// The decode GEMVs process two rows at once (row i of each half of a thread's
+// range: two weight streams); each row must come out exactly as the single-row
+// kernel computes it, so results never depend on the grouping (which changes with
+// N and the thread partition). A one-row view takes the single-row path.
+template <typename Run, typename One>
+void expect_rows_as_alone(int64_t N, int64_t M, Run run, One one_row, const std::string& what) {
+  std::vector<float> all(size_t(M * N));
+  run(all.data());
+  for (int64_t n = 0; n < N; ++n) {
+    std::vector<float> y(static_cast<size_t>(M));
+    one_row(n, y.data());
+    for (int64_t m = 0; m < M; ++m)
+      ASSERT_EQ(std::bit_cast<uint32_t>(y[size_t(m)]), std::bit_cast<uint32_t>(all[size_t(m * N + n)]))
+          << what << " M=" << M << " row " << n << " of " << N;
+  }
+}
+
+QAffineView affine_row(const QAffineView& v, int64_t n) {
+  QAffineView one = v;
+  one.N = 1;
+  one.q = v.q + n * v.row_bytes;
+  one.scales = v.scales + n * v.n_groups;
+  one.zeros = v.zeros + n * v.n_groups;
+  return one;
+}
+
+TEST(QgemvRows, GroupedRowsEqualSingleRows) {
+  const int t = num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (int64_t N : {9, 37})
+      for (int64_t M : {1, 2, 3}) {
+        const std::vector<float> X = rand_x(M * 512, 5);
+        for (bool s8 : {false, true}) {  // int8, Highway
+          AffineFixture f = make_affine(8, N, 300, {128, 44}, false, 11, s8);
+          expect_rows_as_alone(
+              N, M, [&](float* y) { qgemv_affine_hwy(f.v, X.data(), M, y, Precision::F32); },
+              [&](int64_t n, float* y) { qgemv_affine_hwy(affine_row(f.v, n), X.data(), M, y, Precision::F32); },
+              fmt::format("int8 signed8={} threads={}", s8, threads));
+        }
+        {  // int4, Highway and (where available) AVX512-BF16
+          AffineFixture f = make_affine(4, N, 512, {128}, false, 12);
+          expect_rows_as_alone(
+              N, M, [&](float* y) { qgemv_affine_hwy(f.v, X.data(), M, y, Precision::F32); },
+              [&](int64_t n, float* y) { qgemv_affine_hwy(affine_row(f.v, n), X.data(), M, y, Precision::F32); },
+              fmt::format("int4 hwy threads={}", threads));
+          if (qgemv_bf16dp_available())
+            expect_rows_as_alone(
+                N, M, [&](float* y) { qgemv_affine_bf16dp(f.v, X.data(), M, y); },
+                [&](int64_t n, float* y) { qgemv_affine_bf16dp(affine_row(f.v, n), X.data(), M, y); },
+                fmt::format("int4 bf16dp threads={}", threads));
+        }
+        {  // NF4
+          const int64_t K = 512, bs = 64;
+          std::mt19937 rng(7);
+          std::vector<uint8_t> packed(size_t(N * K / 2));
+          for (auto& b : packed) b = uint8_t(rng());
+          std::vector<float> absmax(size_t(N * K / bs)), code(16);
+          for (auto& a : absmax) a = 0.01f + float(rng() % 100) * 1e-3f;
+          for (int i = 0; i < 16; ++i) code[size_t(i)] = float(i - 7) / 8.0f;
+          const QNf4View v{N, K, bs, packed.data(), absmax.data(), code.data()};
+          expect_rows_as_alone(
+              N, M, [&](float* y) { qgemv_nf4(v, X.data(), M, y, Precision::BF16); },
+              [&](int64_t n, float* y) {
+                const QNf4View one{1, K, bs, packed.data() + n * K / 2, absmax.data() + n * K / bs, code.data()};
+                qgemv_nf4(one, X.data(), M, y, Precision::BF16);
+              },
+              fmt::format("nf4 threads={}", threads));
+        }
+        {  // FP8 W8A8, per-channel scales
+          const int64_t K = 512;
+          std::mt19937 rng(8);
+          std::vector<uint8_t> w(size_t(N * K));
+          for (auto& c : w) {
+            do c = uint8_t(rng());
+            while ((c & 0x7f) == 0x7f);
+          }
+          std::vector<float> scale(static_cast<size_t>(N)), as(static_cast<size_t>(M), 0.01f);
+          for (auto& sc : scale) sc = 0.001f * float(1 + rng() % 100);
+          const QFp8View v{N, K, w.data(), scale.data(), true};
+          expect_rows_as_alone(
+              N, M, [&](float* y) { qgemv_fp8(v, X.data(), M, as.data(), y, Precision::F32); },
+              [&](int64_t n, float* y) {
+                const QFp8View one{1, K, w.data() + n * K, scale.data() + n, true};
+                qgemv_fp8(one, X.data(), M, as.data(), y, Precision::F32);
+              },
+              fmt::format("fp8 threads={}", threads));
+        }
       }
-    }
+  }
+  set_num_threads(t);
 }
 
 TEST(QgemvNf4, MatchesReference) {

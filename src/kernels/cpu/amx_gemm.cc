@@ -149,7 +149,11 @@ LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t 
       float* y = pr.Y + (mt + j) * pr.N + nt;
       __m512 v = _mm512_castsi512_ps(r[j]);
       if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, y));
-      _mm512_mask_storeu_ps(y, mask, v);
+      // A full, aligned 64-byte row written for the first time goes around the
+      // caches (no read-for-ownership of Y, no eviction of the packed X block
+      // from L2); run_worker fences before anything reads Y.
+      if (first && nv == 16 && (reinterpret_cast<uintptr_t>(y) & 63) == 0) _mm512_stream_ps(y, v);
+      else _mm512_mask_storeu_ps(y, mask, v);
     }
   }
 }
@@ -218,6 +222,35 @@ LQ_AMX_FN void pack_w_panel(const Rows& rows, int64_t K, int64_t N, int64_t n0, 
   }
 }
 
+// Software prefetch (into L2) of the W rows [n0, n0 + 32) x k steps [s0, s1) that
+// the next pack_w_panel will read, spread evenly over `calls` calls of step().
+struct PanelPrefetch {
+  const char* base = nullptr;
+  int64_t row_stride = 0, line0 = 0, lines_per_row = 0, rows = 0, total = 0, done = 0, per_call = 0;
+  PanelPrefetch(const Problem& pr, int64_t n0, int64_t s0, int64_t s1, int64_t calls) {
+    if (n0 >= pr.N || calls <= 0) return;
+    const int64_t elt = pr.W8 ? 1 : 2;
+    base = pr.W8 ? reinterpret_cast<const char*>(pr.W8) : reinterpret_cast<const char*>(pr.W);
+    row_stride = pr.K * elt;
+    base += n0 * row_stride + s0 * 32 * elt;
+    const int64_t bytes = (std::min(pr.K, s1 * 32) - s0 * 32) * elt;
+    lines_per_row = (bytes + 63) / 64;
+    rows = std::min<int64_t>(32, pr.N - n0);
+    total = rows * lines_per_row;
+    per_call = (total + calls - 1) / calls;
+  }
+  int64_t row = 0, col = 0;
+  void step() {
+    for (int64_t i = 0; i < per_call && done < total; ++i, ++done) {
+      _mm_prefetch(base + row * row_stride + col * 64, _MM_HINT_T1);
+      if (++col == lines_per_row) {
+        col = 0;
+        ++row;
+      }
+    }
+  }
+};
+
 // One worker thread's share of Y. Work is split into phases (K block s0, M block
 // mb), in that order; within a phase the 32-row N blocks are claimed
 // dynamically from next[phase] (the shared VM's cores are often unequally
@@ -253,11 +286,15 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
     }
     for (int64_t mb = 0; mb < pr.Mp; mb += kMb, ++phase) {
       const int64_t mb1 = std::min(pr.Mp, mb + kMb);
-      for (;;) {
-        const int64_t nb = next[phase].fetch_add(1, std::memory_order_relaxed);
-        if (nb >= nblocks) break;
+      // N blocks are claimed one ahead: while this block's tile products run, the
+      // W rows of the next one are prefetched into L2 (spread over the k steps),
+      // so its panel copy reads cache instead of waiting on DRAM.
+      int64_t nb = next[phase].fetch_add(1, std::memory_order_relaxed);
+      while (nb < nblocks) {
+        const int64_t nb_next = next[phase].fetch_add(1, std::memory_order_relaxed);
         if (pr.W8) pack_w_panel(Fp8Rows{pr.W8}, pr.K, pr.N, nb * 32, s0, s1, wpk);
         else pack_w_panel(Bf16Rows{pr.W}, pr.K, pr.N, nb * 32, s0, s1, wpk);
+        PanelPrefetch pf(pr, nb_next * 32, s0, s1, (mb1 - mb) / 32 * (s1 - s0));
         for (int64_t m = mb; m < mb1; m += 32) {
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
@@ -276,6 +313,7 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
               _tile_loadd(5, a + 512, 64);
               _tile_dpbf16ps(2, 5, 6);
               _tile_dpbf16ps(3, 5, 7);
+              pf.step();
             }
           };
           k_steps(s0, s_mid);
@@ -292,8 +330,10 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
           pend_first = first;
           cur ^= 1;
         }
+        nb = nb_next;
       }
       flush();  // before the next K block's barrier (it adds to these values)
+      _mm_sfence();  // order the streaming stores of Y before the barrier / return
     }
   }
   _tile_release();

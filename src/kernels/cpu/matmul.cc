@@ -2,10 +2,11 @@
 //
 // Dispatch (see matmul.h):
 //   M <= kGemvMaxRows  -> gemv_bf16w (gemv.cc, Highway): memory-bound decode.
-//   M >  kGemvMaxRows  -> gemm_bf16w_onednn: compute-bound prefill (brgemm with
-//                         AMX where present); with LQ_BF16_GEMM=amx and AMX
+//   M >  kGemvMaxRows  -> compute-bound prefill: for Precision::BF16 with AMX
 //                         available (amx_gemm_enabled()) the hand-written
-//                         gemm_bf16w_amx (amx_gemm.cc) for Precision::BF16.
+//                         gemm_bf16w_amx (amx_gemm.cc); otherwise (F32, no
+//                         AMX, or LQ_BF16_GEMM=onednn) gemm_bf16w_onednn
+//                         (oneDNN brgemm, AMX / AVX-512 where present).
 //
 // oneDNN path, no persistent weight copies (resident memory must stay equal to
 // the mmapped checkpoint):
@@ -193,14 +194,16 @@ std::string onednn_impl_name(int64_t M, int64_t K, int64_t N, Precision p) {
 }
 
 namespace {
-// BF16 prefill GEMM: oneDNN (default) or the hand-written AMX kernel
-// (LQ_BF16_GEMM=amx). With 64-byte aligned operands oneDNN's brgemm measured
-// 1.8-2.1 TFLOP/s vs 1.6-1.7 for amx_gemm.cc on the prefill shapes (2 threads),
-// ~2-3% of end-to-end prefill; LQ_DISABLE_AMX=1 also rules the AMX kernel out.
+// BF16 prefill GEMM: the AMX kernel where available (default), or oneDNN
+// (LQ_BF16_GEMM=onednn). With streaming stores of Y and L2 prefetch of the next W
+// panel, amx_gemm.cc measured 1.94-2.08 TFLOP/s vs oneDNN 2.6's 1.61-1.73 on the
+// K = 2048 prefill shapes and the same (~1.5) on K = 8192 and N = 512 (2 threads,
+// same session); llama-3.2-1b prefill 512: 642-685 vs 528-639 tok/s (4 interleaved
+// runs each, docs/kernels-matmul.md). LQ_DISABLE_AMX=1 also rules the AMX kernel out.
 bool use_amx_gemm() {
   static const bool amx = [] {
     const char* e = std::getenv("LQ_BF16_GEMM");
-    return e != nullptr && std::strcmp(e, "amx") == 0 && amx_gemm_enabled();
+    return !(e != nullptr && std::strcmp(e, "onednn") == 0) && amx_gemm_enabled();
   }();
   return amx;
 }

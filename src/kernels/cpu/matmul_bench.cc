@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/dtype.h"
 #include "core/threads.h"
 #include "kernels/cpu/amx_gemm.h"
@@ -60,7 +61,7 @@ void run(benchmark::State& state, Precision p, bool gemv, bool amx = false) {
   }
   const auto& W = weights(N, K);
   const auto X = activations(M, K);
-  std::vector<float> Y(size_t(M * N));
+  AlignedVector<float> Y(size_t(M * N));  // 64-byte aligned, as the model's activations
   for (auto _ : state) {
     if (gemv) gemv_bf16w(X.data(), M, K, W.data(), N, Y.data(), p);
     else if (amx) gemm_bf16w_amx(X.data(), M, K, W.data(), N, Y.data());

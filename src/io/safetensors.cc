@@ -3,8 +3,9 @@
 // What: SafeTensors::open maps one .safetensors file or every shard of a
 // model.safetensors.index.json checkpoint, parses and validates each header, and
 // exposes TensorInfo views (pointers into the mapping, no copies).
-// write_safetensors writes the same format (header sorted by name, padded with
-// spaces to a multiple of 8 bytes so that the data buffer is 8-byte aligned).
+// write_safetensors writes the same format (header padded with spaces so that the
+// data buffer starts at a multiple of 64 bytes of the file; the format only asks
+// for 8).
 //
 // Why so much validation: checkpoints come from the internet and from partial
 // downloads. Every inconsistency is rejected up front with an lq::Error naming
@@ -361,8 +362,13 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   {
     std::vector<size_t> idx(order.size());
     for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    // Within one width, tensors whose size is a multiple of 64 bytes come first:
+    // with the 64-byte aligned data buffer they all start on a cache line (the
+    // AMX GEMM reads such bf16 weights in place, see kernels/cpu/amx_gemm.cc).
     std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
-      return dtype_size(order[a]->dtype) > dtype_size(order[b]->dtype);
+      const size_t wa = dtype_size(order[a]->dtype), wb = dtype_size(order[b]->dtype);
+      if (wa != wb) return wa > wb;
+      return (sizes[a] % 64 == 0) > (sizes[b] % 64 == 0);
     });
     std::vector<const TensorToWrite*> o2;
     std::vector<uint64_t> s2;
@@ -394,7 +400,10 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   } catch (const nlohmann::json::exception& e) {
     fail("{}: cannot encode header (tensor names and metadata must be valid UTF-8): {}", path, e.what());
   }
-  header.append((8 - header.size() % 8) % 8, ' ');
+  // 8 + header length = a multiple of 64: the data buffer (and every tensor of a
+  // 64-byte multiple size placed before any other) is cache-line aligned in the
+  // page-aligned mapping. Readers (ours, transformers') skip trailing spaces.
+  header.append((64 - (8 + header.size()) % 64) % 64, ' ');
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
 

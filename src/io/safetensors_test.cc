@@ -121,13 +121,13 @@ TEST(SafeTensors, RoundTripAllDtypes) {
   EXPECT_EQ(st.metadata().at("note"), "round trip");
   EXPECT_FALSE(st.has("absent"));
 
-  // Header is padded to a multiple of 8, so the data buffer starts 8-aligned.
+  // Header padded so that the data buffer starts at a multiple of 64 of the file.
   std::ifstream f(path, std::ios::binary);
   unsigned char len[8];
   f.read(reinterpret_cast<char*>(len), 8);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];
-  EXPECT_EQ(n % 8, 0u);
+  EXPECT_EQ((8 + n) % 64, 0u);
   // Overwriting an existing file works (rename over it) and leaves no temporary behind.
   write_safetensors(path, {ts[0]});
   EXPECT_EQ(SafeTensors::open(path).names().size(), 1u);
@@ -138,7 +138,7 @@ TEST(SafeTensors, RoundTripAllDtypes) {
 
 // The writer's exact bytes for a small case, worked out by hand from the format:
 // tensors sorted by name in the header and the data, offsets consecutive,
-// header padded with spaces to a multiple of 8.
+// header padded with spaces so that 8 + its length is a multiple of 64.
 TEST(SafeTensors, WriterBytesExact) {
   TmpDir dir;
   const std::string path = dir / "x.safetensors";
@@ -150,7 +150,7 @@ TEST(SafeTensors, WriterBytesExact) {
   const std::string header =
       R"({"__metadata__":{"k":"v"},"b":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},)"
       R"("a":{"dtype":"U8","shape":[3],"data_offsets":[4,7]}})";
-  std::string padded = header + std::string((8 - header.size() % 8) % 8, ' ');
+  std::string padded = header + std::string((64 - (8 + header.size()) % 64) % 64, ' ');
   const std::string expected = le64(padded.size()) + padded + std::string("\x80\x3f\x00\xc0\x01\x02\x03", 7);
   std::ifstream f(path, std::ios::binary);
   std::string got((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -444,6 +444,14 @@ TEST(SafeTensors, WriterKeepsElementAlignment) {
     const TensorInfo& t = st.get(n);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype), 0u) << n;
   }
+  // Tensors whose size is a multiple of 64 bytes start on a cache line, whatever
+  // odd-sized tensors of the same width sit beside them (names sort them after).
+  std::vector<uint16_t> big(64, 1), odd(5, 2);
+  write_safetensors(path, {{"a.odd", DType::BF16, {5}, odd.data()}, {"b.big", DType::BF16, {2, 32}, big.data()},
+                           {"c.big", DType::BF16, {64}, big.data()}, {"d.u8", DType::U8, {5}, u}});
+  SafeTensors st2 = SafeTensors::open(path);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(st2.get("b.big").data) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(st2.get("c.big").data) % 64, 0u);
 }
 }  // namespace
 }  // namespace lq

@@ -232,8 +232,11 @@ ModelConfig synth_checkpoint(const SynthOptions& o) {
     header[t.name] = {{"dtype", "BF16"}, {"shape", t.shape}, {"data_offsets", {off, off + nb}}};
     off += nb;
   }
+  // Padded so that the data buffer starts on a 64-byte line (as write_safetensors):
+  // every tensor size here is a multiple of 64 bytes for real shapes, so the bf16
+  // matrices are cache-line aligned and the AMX GEMM reads them in place.
   std::string hs = header.dump();
-  while (hs.size() % 8) hs += ' ';
+  while ((8 + hs.size()) % 64) hs += ' ';
   const std::string path = o.out_dir + "/model.safetensors";
   const std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "wb");

@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -27,6 +28,7 @@
 #include <random>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -161,6 +163,32 @@ TEST(AmxGemm, DeterministicRunToRun) {
 }
 
 // The dispatcher uses the AMX kernel for BF16 prefill unless LQ_DISABLE_AMX=1.
+// bf16 W with 64-byte aligned rows (W aligned, K a multiple of 32) is read in
+// place, other W through the panel copy (amx_gemm.cc step 3). Both must give the
+// same bits (same tiles, same order); the copy path is checked against the
+// reference by the grid above. Shapes cover N tails (copied blocks beside in-place
+// ones), one and several K blocks, and K % 32 != 0 (always copied).
+TEST(AmxGemm, InPlaceWeightsEqualPanelCopy) {
+  LQ_REQUIRE_AMX();
+  const int64_t shapes[][3] = {{100, 2048, 130}, {17, 64, 17}, {512, 96, 64}, {40, 100, 50}, {33, 4096, 40}};
+  for (const auto& sh : shapes) {
+    const Problem p = make_problem(sh[0], sh[1], sh[2], uint32_t(sh[1] + sh[2]));
+    const size_t nw = p.W.size();
+    AlignedVector<uint16_t> aligned(nw), shifted(nw + 4);
+    std::copy(p.W.begin(), p.W.end(), aligned.begin());
+    std::copy(p.W.begin(), p.W.end(), shifted.begin() + 4);  // 8 bytes off a cache line
+    for (int threads : {1, 2}) {
+      ThreadCount tc(threads);
+      std::vector<float> ya(size_t(p.M * p.N)), ys(size_t(p.M * p.N));
+      gemm_bf16w_amx(p.X.data(), p.M, p.K, aligned.data(), p.N, ya.data());
+      gemm_bf16w_amx(p.X.data(), p.M, p.K, shifted.data() + 4, p.N, ys.data());
+      for (size_t i = 0; i < ya.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(ya[i]), std::bit_cast<uint32_t>(ys[i]))
+            << "M=" << p.M << " K=" << p.K << " N=" << p.N << " threads=" << threads << " at " << i;
+    }
+  }
+}
+
 TEST(AmxGemm, DispatchMatchesAmxKernel) {
   LQ_REQUIRE_AMX();
   const Problem p = make_problem(40, 200, 50, 12);

@@ -26,6 +26,14 @@ void Bf16Linear::forward(const float* X, int64_t M, float* Y, Precision p) const
   }
 }
 
+bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_t M, float* H, Precision p) {
+  const auto* g = dynamic_cast<const Bf16Linear*>(&gate);
+  const auto* u = dynamic_cast<const Bf16Linear*>(&up);
+  if (g == nullptr || u == nullptr || g->has_bias() || u->has_bias()) return false;
+  if (g->in_features() != u->in_features() || g->out_features() != u->out_features()) return false;
+  return cpu::swiglu_bf16w(X, M, g->in_features(), g->data(), u->data(), g->out_features(), H, p);
+}
+
 // Reads a float tensor of any float dtype into fp32 values.
 std::vector<float> tensor_to_f32(const TensorInfo& t) {
   const int64_t n = t.numel();

@@ -40,6 +40,7 @@ class Bf16Linear : public Linear {
   void forward(const float* X, int64_t M, float* Y, Precision p) const override;
   int64_t weight_bytes() const override { return out_ * in_ * 2; }
   const uint16_t* data() const { return w_; }
+  bool has_bias() const { return !bias_.empty(); }
 
  private:
   const uint16_t* w_;
@@ -47,6 +48,12 @@ class Bf16Linear : public Linear {
   std::vector<float> bias_;
   std::vector<uint16_t> owned_;
 };
+
+// SwiGLU MLP input projections in one fused pass, H = silu(X gate^T) * (X up^T), when
+// both layers are bias-free bf16 Bf16Linear and the kernels have a fused path for
+// this call (cpu::swiglu_bf16w: BF16 prefill on AMX); the result is bitwise that of
+// the two forwards and cpu::silu_mul. Returns false (nothing written) otherwise.
+bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_t M, float* H, Precision p);
 
 // Builds the linear layer `prefix` (e.g. "model.layers.0.self_attn.q_proj") of
 // shape [out, in] from a checkpoint: bf16/f16/f32 weights here, quantized formats

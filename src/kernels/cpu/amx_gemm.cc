@@ -15,13 +15,13 @@
 //      contiguous. M and K are zero-padded to multiples of 32.
 //   2. Register block: 2 A tiles (32 rows n) x 2 B tiles (32 columns m) ->
 //      4 C tiles (fp32, 16 n x 16 m); tiles 0-3 = C, 4-5 = A, 6-7 = B.
-//      Loops: K blocks of kKb -> M blocks of kMb (the packed X block, kMb x kKb
-//      bf16 = 1 MiB, stays in the 2 MiB L2) -> 32-row N blocks (claimed
+//      Loops: K blocks of kb -> M blocks of mb (the packed X block, mb x kb
+//      bf16 = 1 MiB, stays in the 2 MiB L2; see blocking_for) -> 32-row N blocks (claimed
 //      dynamically by the threads) -> 32-column m blocks -> k steps of 32.
 //   3. A tiles come straight from W (stride 2K bytes) when W is 64-byte aligned
 //      and K a multiple of 32, so that every tile row is one whole cache line
 //      (bf16 only, full 32-row N blocks). Otherwise, and for the N tail and FP8,
-//      the 32 x kKb piece of W is copied into a 64-byte aligned per-thread
+//      the 32 x kb piece of W is copied into a 64-byte aligned per-thread
 //      scratch panel (128 KiB, transient, reused; nothing of W is kept across
 //      calls) laid out tile after tile, zero-padded past N and K, so no tile reads
 //      outside W; unaligned tile rows cost ~1.4x, more than the copy. The W
@@ -53,6 +53,7 @@
 // GCC 12 warns "__Y is used uninitialized" inside its own avx512fintrin.h for the
 // _mm512_undefined_* idiom of the shuffles in x86::transpose16 (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/x86.h"
 
 #include <cpuid.h>
@@ -64,6 +65,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -82,8 +84,26 @@ namespace lq::cpu {
 
 namespace {
 
-constexpr int64_t kKb = 2048;  // k per K block (multiple of 32)
-constexpr int64_t kMb = 256;   // rows of X per M block (multiple of 32)
+// Blocking: K blocks of kb, M blocks of mb rows; the packed X block (mb x kb bf16)
+// is 1 MiB, half the 2 MiB L2. K <= 2048: one K block (no read-add-write of Y),
+// two W passes for M = 512. Larger K: 4096 x 128 (one Y read-add-write for
+// K = 8192, four W passes): measured 1.83 vs 1.70 TFLOP/s for 2048x8192 (N x K)
+// against 2048 x 256; 1024 x 512 (one W pass, more Y passes) 1.46.
+struct Blocking {
+  int64_t kb, mb;
+};
+// LQ_AMX_BLOCK="kb,mb" (multiples of 32) overrides it, for tuning experiments.
+inline Blocking blocking_for(int64_t K) {
+  static const Blocking forced = [] {
+    long a = 0, b = 0;
+    const char* e = std::getenv("LQ_AMX_BLOCK");
+    if (e && std::sscanf(e, "%ld,%ld", &a, &b) == 2 && a > 0 && b > 0 && a % 32 == 0 && b % 32 == 0)
+      return Blocking{a, b};
+    return Blocking{0, 0};
+  }();
+  if (forced.kb > 0) return forced;
+  return K <= 2048 ? Blocking{2048, 256} : Blocking{4096, 128};
+}
 
 // ---- detection ------------------------------------------------------------
 
@@ -132,6 +152,8 @@ struct Problem {
   const uint8_t* W8;      // E4M3 weights (converted while packing), or null
   const uint16_t* xp;     // packed X, Mp x Kp bf16
   float* Y;
+  int64_t kb, mb;         // blocking (blocking_for)
+  const uint16_t* W2 = nullptr;  // SwiGLU mode: up weights [N, K] (W = gate); Y = silu(X W^T) * (X W2^T)
 };
 
 // Writes (first) or adds the 32 x 32 block of C tiles to Y[m0.., n0..].
@@ -159,6 +181,43 @@ LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t 
   }
 }
 
+
+// SwiGLU epilogue of a 32 x 32 block (one K block: the sums are final): the gate
+// and up C tiles are transposed into [32 m][32 n] buffers, cpu::silu_mul (the
+// op the unfused path runs, so the bits are the same) combines them, and the
+// rows go to Y (streaming stores where whole aligned 64-byte rows).
+LQ_AMX_FN inline void store_block_swiglu(const Problem& pr, const float* cg, const float* cu, int64_t n0,
+                                         int64_t m0) {
+  alignas(64) float g[32 * 32], u[32 * 32], h[32 * 32];
+  for (int c = 0; c < 4; ++c) {
+    const int nb = 16 * (c >> 1), mbk = 16 * (c & 1);
+    __m512i rg[16], ru[16];
+    for (int i = 0; i < 16; ++i) {
+      rg[i] = _mm512_load_si512(cg + 256 * c + 16 * i);
+      ru[i] = _mm512_load_si512(cu + 256 * c + 16 * i);
+    }
+    x86::transpose16(rg);
+    x86::transpose16(ru);
+    for (int j = 0; j < 16; ++j) {
+      _mm512_store_si512(g + (mbk + j) * 32 + nb, rg[j]);
+      _mm512_store_si512(u + (mbk + j) * 32 + nb, ru[j]);
+    }
+  }
+  silu_mul(g, u, 32 * 32, h);
+  const int64_t mv = std::min<int64_t>(32, pr.M - m0);
+  for (int half = 0; half < 2; ++half) {
+    const int64_t nt = n0 + 16 * half;
+    const int64_t nv = std::min<int64_t>(16, pr.N - nt);
+    if (nv <= 0) continue;
+    const __mmask16 mask = nv >= 16 ? __mmask16(0xffff) : __mmask16((1u << nv) - 1u);
+    for (int64_t j = 0; j < mv; ++j) {
+      float* y = pr.Y + (m0 + j) * pr.N + nt;
+      const __m512 v = _mm512_load_ps(h + j * 32 + 16 * half);
+      if (nv == 16 && (reinterpret_cast<uintptr_t>(y) & 63) == 0) _mm512_stream_ps(y, v);
+      else _mm512_mask_storeu_ps(y, mask, v);
+    }
+  }
+}
 
 // bf16 bits of the E4M3 values m * 2^-9, m = 0..7 (the subnormal magnitudes), padded to 32.
 alignas(64) constexpr uint16_t kFp8SubnormalBf16[32] = {0x0000, 0x3B00, 0x3B80, 0x3BC0, 0x3C00, 0x3C20, 0x3C40, 0x3C60};
@@ -228,10 +287,10 @@ LQ_AMX_FN void pack_w_panel(const Rows& rows, int64_t K, int64_t N, int64_t n0, 
 struct PanelPrefetch {
   const char* base = nullptr;
   int64_t row_stride = 0, line0 = 0, lines_per_row = 0, rows = 0, total = 0, done = 0, per_call = 0;
-  PanelPrefetch(const Problem& pr, int64_t n0, int64_t s0, int64_t s1, int64_t calls) {
-    if (n0 >= pr.N || calls <= 0) return;
+  PanelPrefetch(const Problem& pr, const void* w, int64_t n0, int64_t s0, int64_t s1, int64_t calls) {
+    if (w == nullptr || n0 >= pr.N || calls <= 0) return;
     const int64_t elt = pr.W8 ? 1 : 2;
-    base = pr.W8 ? reinterpret_cast<const char*>(pr.W8) : reinterpret_cast<const char*>(pr.W);
+    base = static_cast<const char*>(w);
     row_stride = pr.K * elt;
     base += n0 * row_stride + s0 * 32 * elt;
     const int64_t bytes = (std::min(pr.K, s1 * 32) - s0 * 32) * elt;
@@ -261,85 +320,108 @@ struct PanelPrefetch {
 // computes it, so results are identical for any thread count.
 LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>* next) {
   x86::configure_tiles_16x64();
+  const bool swiglu = pr.W2 != nullptr;  // two products per block (gate, up), one epilogue
+  const int nw = swiglu ? 2 : 1;
 
-  // C tiles are stored to one of two buffers; the vector epilogue of a block
-  // (store_block) runs while the next block's first tile products execute, so
-  // the AMX unit and the vector transposition overlap.
-  alignas(64) float cbuf[2][4 * 256];
+  // C tiles are stored to one of two buffers (per weight); the vector epilogue of a
+  // block (store_block / store_block_swiglu) runs while the next block's first tile
+  // products execute, so the AMX unit and the vector transposition overlap.
+  alignas(64) float cbuf[2][2][4 * 256];
   int cur = 0;
   bool pending = false;
   int64_t pend_n0 = 0, pend_m = 0;
   bool pend_first = true;
   auto flush = [&] {
-    if (pending) store_block(pr, cbuf[cur ^ 1], pend_n0, pend_m, pend_first);
+    if (!pending) return;
+    if (swiglu) store_block_swiglu(pr, cbuf[cur ^ 1][0], cbuf[cur ^ 1][1], pend_n0, pend_m);
+    else store_block(pr, cbuf[cur ^ 1][0], pend_n0, pend_m, pend_first);
     pending = false;
   };
   constexpr int64_t kOverlapSteps = 8;  // k steps issued before the deferred epilogue
 
   const int64_t KP2 = pr.Kp / 2, steps = pr.Kp / 32, nblocks = (pr.N + 31) / 32;
+  const uint16_t* wsrc[2] = {pr.W, pr.W2};
   // bf16 W whose rows are whole 64-byte lines (W 64-byte aligned, K a multiple of
   // 32) is read in place: no panel copy. Measured +16% on 8192x2048 (2.2 -> 2.55
   // TFLOP/s) and +8% on 2048x8192; with misaligned rows (safetensors only aligns
   // to 8 bytes unless the writer pads, as write_safetensors does) each tile row
   // spans two lines and the copy is faster (1.8 vs 2.1), so those keep it.
-  const bool direct_ok = !pr.W8 && pr.K % 32 == 0 && reinterpret_cast<uintptr_t>(pr.W) % 64 == 0;
+  bool direct_ok[2] = {false, false};
+  for (int w = 0; w < nw; ++w)
+    direct_ok[w] = !pr.W8 && pr.K % 32 == 0 && reinterpret_cast<uintptr_t>(wsrc[w]) % 64 == 0;
   int64_t phase = 0;
-  for (int64_t s0 = 0; s0 < steps; s0 += kKb / 32) {
-    const int64_t s1 = std::min(steps, s0 + kKb / 32);
+  for (int64_t s0 = 0; s0 < steps; s0 += pr.kb / 32) {
+    const int64_t s1 = std::min(steps, s0 + pr.kb / 32);
     const int64_t s_mid = std::min(s1, s0 + kOverlapSteps);
     const bool first = s0 == 0;
     if (!first) {
 #pragma omp barrier
     }
-    for (int64_t mb = 0; mb < pr.Mp; mb += kMb, ++phase) {
-      const int64_t mb1 = std::min(pr.Mp, mb + kMb);
+    for (int64_t mb = 0; mb < pr.Mp; mb += pr.mb, ++phase) {
+      const int64_t mb1 = std::min(pr.Mp, mb + pr.mb);
       // N blocks are claimed one ahead: while this block's tile products run, the
       // W rows of the next one are prefetched into L2 (spread over the k steps),
       // so its panel copy reads cache instead of waiting on DRAM.
       int64_t nb = next[phase].fetch_add(1, std::memory_order_relaxed);
       while (nb < nblocks) {
         const int64_t nb_next = next[phase].fetch_add(1, std::memory_order_relaxed);
-        // A tiles: straight from W where every tile row is a whole aligned line
-        // (see direct_ok), else from the copied panel.
-        const bool direct = direct_ok && nb * 32 + 32 <= pr.N;
-        if (!direct) {
-          if (pr.W8) pack_w_panel(Fp8Rows{pr.W8}, pr.K, pr.N, nb * 32, s0, s1, wpk);
-          else pack_w_panel(Bf16Rows{pr.W}, pr.K, pr.N, nb * 32, s0, s1, wpk);
+        // A tiles per weight: straight from W where every tile row is a whole
+        // aligned line (see direct_ok), else from the copied panel.
+        const uint16_t* abase[2];
+        int64_t astep[2], a1off[2], astride[2];
+        for (int w = 0; w < nw; ++w) {
+          const bool direct = direct_ok[w] && nb * 32 + 32 <= pr.N;
+          uint16_t* panel = wpk + w * 32 * pr.kb;
+          if (!direct) {
+            if (pr.W8) pack_w_panel(Fp8Rows{pr.W8}, pr.K, pr.N, nb * 32, s0, s1, panel);
+            else pack_w_panel(Bf16Rows{wsrc[w]}, pr.K, pr.N, nb * 32, s0, s1, panel);
+          }
+          abase[w] = direct ? wsrc[w] + nb * 32 * pr.K + 32 * s0 : panel;
+          astep[w] = direct ? 32 : 1024;        // elements per k step
+          a1off[w] = direct ? 16 * pr.K : 512;  // second A tile (rows 16..31)
+          astride[w] = direct ? 2 * pr.K : 64;  // bytes between tile rows
         }
-        const uint16_t* abase = direct ? pr.W + nb * 32 * pr.K + 32 * s0 : wpk;
-        const int64_t astep = direct ? 32 : 1024;          // elements per k step
-        const int64_t a1off = direct ? 16 * pr.K : 512;    // second A tile (rows 16..31)
-        const int64_t astride = direct ? 2 * pr.K : 64;    // bytes between tile rows
-        PanelPrefetch pf(pr, nb_next * 32, s0, s1, (mb1 - mb) / 32 * (s1 - s0));
+        const int64_t calls = (mb1 - mb) / 32 * (s1 - s0) * nw;
+        PanelPrefetch pf0(pr, pr.W8 ? static_cast<const void*>(pr.W8) : pr.W, nb_next * 32, s0, s1, calls);
+        PanelPrefetch pf1(pr, swiglu ? pr.W2 : nullptr, nb_next * 32, s0, s1, swiglu ? calls : 0);
         for (int64_t m = mb; m < mb1; m += 32) {
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
-          _tile_zero(0);
-          _tile_zero(1);
-          _tile_zero(2);
-          _tile_zero(3);
-          auto k_steps = [&](int64_t sa, int64_t sb) LQ_AMX_FN {
-            for (int64_t s = sa; s < sb; ++s) {
-              const uint16_t* a = abase + (s - s0) * astep;
-              _tile_loadd(4, a, astride);
-              _tile_loadd(6, x0 + 512 * s, 64);
-              _tile_dpbf16ps(0, 4, 6);
-              _tile_loadd(7, x1 + 512 * s, 64);
-              _tile_dpbf16ps(1, 4, 7);
-              _tile_loadd(5, a + a1off, astride);
-              _tile_dpbf16ps(2, 5, 6);
-              _tile_dpbf16ps(3, 5, 7);
-              pf.step();
+          for (int w = 0; w < nw; ++w) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            const uint16_t* ab = abase[w];
+            const int64_t ast = astep[w], a1 = a1off[w], ars = astride[w];
+            auto k_steps = [&](int64_t sa, int64_t sb) LQ_AMX_FN {
+              for (int64_t s = sa; s < sb; ++s) {
+                const uint16_t* a = ab + (s - s0) * ast;
+                _tile_loadd(4, a, ars);
+                _tile_loadd(6, x0 + 512 * s, 64);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_loadd(7, x1 + 512 * s, 64);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_loadd(5, a + a1, ars);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+                pf0.step();
+                pf1.step();
+              }
+            };
+            if (w == 0) {
+              k_steps(s0, s_mid);
+              flush();  // epilogue of the previous block
+              k_steps(s_mid, s1);
+            } else {
+              k_steps(s0, s1);
             }
-          };
-          k_steps(s0, s_mid);
-          flush();  // epilogue of the previous block
-          k_steps(s_mid, s1);
-          float* c = cbuf[cur];
-          _tile_stored(0, c, 64);
-          _tile_stored(1, c + 256, 64);
-          _tile_stored(2, c + 512, 64);
-          _tile_stored(3, c + 768, 64);
+            float* c = cbuf[cur][w];
+            _tile_stored(0, c, 64);
+            _tile_stored(1, c + 256, 64);
+            _tile_stored(2, c + 512, 64);
+            _tile_stored(3, c + 768, 64);
+          }
           pending = true;
           pend_n0 = nb * 32;
           pend_m = m;
@@ -397,7 +479,7 @@ bool amx_gemm_enabled() {
 namespace {
 
 void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const uint16_t* W, const uint8_t* W8,
-              int64_t N, float* Y) {
+              int64_t N, float* Y, const uint16_t* W2 = nullptr) {
   check_args(fn, X, M, K, W ? static_cast<const void*>(W) : static_cast<const void*>(W8), N, Y);
   LQ_CHECK(amx_available(), "{}: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})", fn, M, K, N);
   if (M == 0 || N == 0) return;
@@ -412,14 +494,16 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const uint16
     for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xp32);
   });
 
-  Problem pr{M, K, N, Mp, Kp, W, W8, reinterpret_cast<const uint16_t*>(xp32), Y};
-  const int64_t phases = (Kp / 32 + kKb / 32 - 1) / (kKb / 32) * ((Mp + kMb - 1) / kMb);
+  const Blocking bl = blocking_for(Kp);
+  LQ_CHECK(W2 == nullptr || Kp <= bl.kb, "{}: K={} needs more than one K block (fused SwiGLU needs one)", fn, K);
+  Problem pr{M, K, N, Mp, Kp, W, W8, reinterpret_cast<const uint16_t*>(xp32), Y, bl.kb, bl.mb, W2};
+  const int64_t phases = (Kp + pr.kb - 1) / pr.kb * ((Mp + pr.mb - 1) / pr.mb);
   std::vector<std::atomic<int64_t>> next(static_cast<size_t>(phases));
   for (auto& c : next) c.store(0, std::memory_order_relaxed);
   parallel_run([&](int, int) {
-    // Transient W panel (32 rows x kKb, 128 KiB), per worker thread.
+    // Transient W panels (32 rows x kb, 128-256 KiB; two for SwiGLU), per worker thread.
     thread_local std::vector<uint16_t> wpk;
-    run_worker(pr, aligned_scratch(wpk, size_t(32 * kKb)), next.data());
+    run_worker(pr, aligned_scratch(wpk, size_t(32 * pr.kb * (W2 ? 2 : 1))), next.data());
   });
 }
 
@@ -431,6 +515,19 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
 
 void gemm_fp8w_amx(const float* X, int64_t M, int64_t K, const uint8_t* W8, int64_t N, float* Y) {
   gemm_amx("gemm_fp8w_amx", X, M, K, nullptr, W8, N, Y);
+}
+
+bool amx_swiglu_fusable(int64_t K) {
+  const int64_t Kp = (K + 31) / 32 * 32;
+  return K > 0 && Kp <= blocking_for(Kp).kb;
+}
+
+void gemm_bf16w_amx_swiglu(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu,
+                           int64_t N, float* H) {
+  LQ_CHECK(Wu != nullptr || M == 0 || N == 0 || K == 0, "gemm_bf16w_amx_swiglu: null up weights (M={} K={} N={})",
+           M, K, N);
+  LQ_CHECK(K > 0 || M == 0 || N == 0, "gemm_bf16w_amx_swiglu: K must be positive (M={} N={})", M, N);
+  gemm_amx("gemm_bf16w_amx_swiglu", X, M, K, Wg, nullptr, N, H, Wu);
 }
 
 void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst) {

@@ -35,6 +35,16 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
 // values (exact in bf16) every product is exact and accumulated in fp32.
 void gemm_fp8w_amx(const float* X, int64_t M, int64_t K, const uint8_t* W8, int64_t N, float* Y);
 
+// Fused SwiGLU projections: H[M, N] = silu(bf16(X) Wg^T) * (bf16(X) Wu^T), Wg and Wu
+// bf16 [N, K]. X is packed once; each 32 x 32 block computes both products and
+// combines them with cpu::silu_mul, so H is bitwise what gemm_bf16w_amx (gate),
+// gemm_bf16w_amx (up) and silu_mul give, without the two fp32 [M, N] products in
+// memory. Needs one K block: amx_swiglu_fusable(K) (K <= 4096); throws
+// otherwise, on bad arguments, or without AMX.
+bool amx_swiglu_fusable(int64_t K);
+void gemm_bf16w_amx_swiglu(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu,
+                           int64_t N, float* H);
+
 // dst[i] = the bf16 bits of fp8e4m3_to_f32(src[i]) (exact), AVX-512 when amx_available(),
 // else scalar (same formula). The NaN codes 0x7f / 0xff give +-480 (see above).
 void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst);

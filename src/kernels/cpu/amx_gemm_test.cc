@@ -33,6 +33,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/cpu/amx_gemm.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_testutil.h"
 
@@ -163,6 +164,14 @@ TEST(AmxGemm, DeterministicRunToRun) {
 }
 
 // The dispatcher uses the AMX kernel for BF16 prefill unless LQ_DISABLE_AMX=1.
+// K > 2048 takes the other blocking (amx_gemm.cc blocking_for: K blocks of 4096,
+// M blocks of 128): one and two K blocks, M and N tails.
+TEST(AmxGemm, MatchesReferenceLargeK) {
+  LQ_REQUIRE_AMX();
+  check_shape(150, 4096, 40, 91);
+  check_shape(70, 4160, 33, 92);
+}
+
 // bf16 W with 64-byte aligned rows (W aligned, K a multiple of 32) is read in
 // place, other W through the panel copy (amx_gemm.cc step 3). Both must give the
 // same bits (same tiles, same order); the copy path is checked against the
@@ -187,6 +196,44 @@ TEST(AmxGemm, InPlaceWeightsEqualPanelCopy) {
             << "M=" << p.M << " K=" << p.K << " N=" << p.N << " threads=" << threads << " at " << i;
     }
   }
+}
+
+// Fused SwiGLU: bitwise the unfused ops (gate GEMM, up GEMM, silu_mul), with
+// tails in M, N and K, weights read in place (aligned) and through the panel copy
+// (misaligned), 1 and 2 threads; and the dispatch declines what it cannot fuse.
+TEST(AmxGemm, SwigluEqualsUnfusedOps) {
+  LQ_REQUIRE_AMX();
+  const int64_t shapes[][3] = {{100, 2048, 130}, {17, 64, 17}, {512, 96, 64}, {40, 100, 50}, {5, 32, 16}};
+  for (const auto& sh : shapes) {
+    const int64_t M = sh[0], K = sh[1], N = sh[2];
+    const Problem g = make_problem(M, K, N, uint32_t(K + N));
+    const Problem u = make_problem(M, K, N, uint32_t(K + N + 1));
+    ASSERT_TRUE(amx_swiglu_fusable(K));
+    for (int64_t off : {0, 4}) {  // 0: 64-byte aligned rows (in place), 4: 8 bytes off (panel copy)
+      AlignedVector<uint16_t> wg(g.W.size() + 4), wu(u.W.size() + 4);
+      std::copy(g.W.begin(), g.W.end(), wg.begin() + off);
+      std::copy(u.W.begin(), u.W.end(), wu.begin() + off);
+      for (int threads : {1, 2}) {
+        ThreadCount tc(threads);
+        std::vector<float> yg(size_t(M * N)), yu(size_t(M * N)), want(size_t(M * N)), got(size_t(M * N));
+        gemm_bf16w_amx(g.X.data(), M, K, wg.data() + off, N, yg.data());
+        gemm_bf16w_amx(g.X.data(), M, K, wu.data() + off, N, yu.data());
+        silu_mul(yg.data(), yu.data(), M * N, want.data());
+        gemm_bf16w_amx_swiglu(g.X.data(), M, K, wg.data() + off, wu.data() + off, N, got.data());
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_EQ(std::bit_cast<uint32_t>(want[i]), std::bit_cast<uint32_t>(got[i]))
+              << "M=" << M << " K=" << K << " N=" << N << " off=" << off << " threads=" << threads << " at " << i;
+      }
+    }
+  }
+  const Problem p = make_problem(40, 64, 20, 5);
+  std::vector<float> H(size_t(40 * 20), 7.0f);
+  EXPECT_FALSE(swiglu_bf16w(p.X.data(), 40, 64, p.W.data(), p.W.data(), 20, H.data(), Precision::F32));
+  EXPECT_FALSE(swiglu_bf16w(p.X.data(), kGemvMaxRows, 64, p.W.data(), p.W.data(), 20, H.data(), Precision::BF16));
+  EXPECT_TRUE(amx_swiglu_fusable(4096));
+  EXPECT_FALSE(amx_swiglu_fusable(8192));  // two K blocks: the unfused path
+  EXPECT_EQ(H[0], 7.0f);  // declined calls write nothing
+  EXPECT_THROW(gemm_bf16w_amx_swiglu(p.X.data(), 40, 4096 + 32, p.W.data(), p.W.data(), 20, H.data()), Error);
 }
 
 TEST(AmxGemm, DispatchMatchesAmxKernel) {

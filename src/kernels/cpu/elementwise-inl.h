@@ -94,25 +94,32 @@ HWY_INLINE void RopeRow(float* HWY_RESTRICT x, size_t half, const float* HWY_RES
   }
 }
 
+// Every element, tail included, goes through the same vector formula, so an
+// element's result does not depend on the length of the call or its position
+// (the fused SwiGLU GEMM epilogue calls this on 32 x 32 blocks and must match).
 HWY_INLINE void SiluMulSpan(const float* gate, const float* up, size_t n, float* out) {
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
   const auto one = hn::Set(df, 1.0f);
-  size_t i = 0;
-  for (; i + N <= n; i += N) {
-    const auto g = hn::LoadU(df, gate + i);
-    const auto u = hn::LoadU(df, up + i);
+  auto silu_mul_vec = [&](hn::Vec<decltype(df)> g, hn::Vec<decltype(df)> u) {
     // sigmoid(g) = 1 / (1 + e) for g >= 0 and e / (1 + e) for g < 0, e = exp(-|g|):
     // exp never overflows (Highway's Exp has no overflow handling) and tiny
     // results keep their precision.
     const auto e = hn::Exp(df, hn::Neg(hn::Abs(g)));
     const auto num = hn::IfThenElse(hn::Lt(g, hn::Zero(df)), e, one);
-    hn::StoreU(hn::Mul(hn::Div(hn::Mul(g, num), hn::Add(one, e)), u), df, out + i);
-  }
-  for (; i < n; ++i) {
-    const float g = gate[i];
-    const float e = std::exp(-std::fabs(g));
-    out[i] = g * (g < 0.0f ? e : 1.0f) / (1.0f + e) * up[i];
+    return hn::Mul(hn::Div(hn::Mul(g, num), hn::Add(one, e)), u);
+  };
+  size_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(silu_mul_vec(hn::LoadU(df, gate + i), hn::LoadU(df, up + i)), df, out + i);
+  if (i < n) {
+    HWY_ALIGN float g[hn::MaxLanes(df)] = {}, u[hn::MaxLanes(df)] = {}, o[hn::MaxLanes(df)];
+    for (size_t j = i; j < n; ++j) {
+      g[j - i] = gate[j];
+      u[j - i] = up[j];
+    }
+    hn::Store(silu_mul_vec(hn::Load(df, g), hn::Load(df, u)), df, o);
+    for (size_t j = i; j < n; ++j) out[j] = o[j - i];
   }
 }
 

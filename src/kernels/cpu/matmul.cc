@@ -217,6 +217,15 @@ void matmul_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64
   else gemm_bf16w_onednn(X, M, K, W, N, Y, p);
 }
 
+bool swiglu_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
+                  float* H, Precision p) {
+  if (p != Precision::BF16 || M <= kGemvMaxRows || N <= 0 || !use_amx_gemm() || !amx_swiglu_fusable(K)) return false;
+  check_args("swiglu_bf16w", X, M, K, Wg, N, H);
+  LQ_CHECK(Wu != nullptr, "swiglu_bf16w: null up weights (M={} K={} N={})", M, K, N);
+  gemm_bf16w_amx_swiglu(X, M, K, Wg, Wu, N, H);
+  return true;
+}
+
 void matmul_bf16w_ref(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
                       Precision p) {
   check_args("matmul_bf16w_ref", X, M, K, W, N, Y);

@@ -28,6 +28,14 @@ void matmul_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64
                   Precision p);
 
 // Plain scalar reference (double accumulation of the same products), for tests.
+// SwiGLU projections in one pass where a fused kernel applies: H[M, N] =
+// silu(X Wg^T) * (X Wu^T) (Wg, Wu bf16 [N, K]), bitwise what matmul_bf16w twice and
+// silu_mul give. Applies to Precision::BF16 prefill (M > kGemvMaxRows) on the AMX
+// GEMM with a single K block; returns false (nothing written) otherwise, and the
+// caller runs the three ops.
+bool swiglu_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
+                  float* H, Precision p);
+
 void matmul_bf16w_ref(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
                       Precision p);
 

@@ -30,11 +30,11 @@ namespace {
 
 // Deterministic pseudo-random weights in [-0.05, 0.05), generated once per shape
 // and shared by all benchmarks (the vocab matrix is 525 MB).
-const std::vector<uint16_t>& weights(int64_t N, int64_t K) {
-  static std::map<std::pair<int64_t, int64_t>, std::unique_ptr<std::vector<uint16_t>>> cache;
+const AlignedVector<uint16_t>& weights(int64_t N, int64_t K) {
+  static std::map<std::pair<int64_t, int64_t>, std::unique_ptr<AlignedVector<uint16_t>>> cache;
   auto& slot = cache[{N, K}];
   if (!slot) {
-    slot = std::make_unique<std::vector<uint16_t>>(size_t(N * K));
+    slot = std::make_unique<AlignedVector<uint16_t>>(size_t(N * K));
     auto& w = *slot;
     parallel_for(N * K, [&](int64_t b, int64_t e) {
       uint64_t s = 0x9e3779b97f4a7c15ull * uint64_t(b + 1);

@@ -4,6 +4,11 @@
 //   BM_GemvBf16/N/K/M     decode: bytes/s of weights streamed (compare with BM_ReadBandwidth)
 //   BM_GemmBf16/N/K/M     prefill, Precision::BF16 (oneDNN bf16, AMX if present): FLOP/s
 //   BM_GemmAmxBf16/N/K/M  prefill, Precision::BF16, hand-written AMX kernel (amx_gemm.cc): FLOP/s
+//   BM_GemmAmxBf16Cold/N/K/M  the same, each iteration on the next of 16 weight copies
+//                         (as the 16 layers of a forward pass: W comes from DRAM, not
+//                         from the L3 where a repeated matrix stays; 16 x the matrix)
+//   BM_SwigluAmxBf16/N/K/M fused gate+up+SwiGLU (gemm_bf16w_amx_swiglu), cold weights:
+//                         FLOP/s of both products
 //   BM_GemmF32/N/K/M      prefill, Precision::F32 (fp32 x bf16 weights): FLOP/s
 //   BM_ReadBandwidth      measure_read_bandwidth(1 GiB): bytes/s
 //
@@ -86,7 +91,59 @@ void BM_GemmBf16(benchmark::State& state) { run(state, Precision::BF16, false); 
 void BM_GemmF32(benchmark::State& state) { run(state, Precision::F32, false); }
 void BM_GemmAmxBf16(benchmark::State& state) { run(state, Precision::BF16, false, true); }
 
+// 16 distinct copies of a weight shape (cold: each read once per 16 iterations).
+const std::vector<AlignedVector<uint16_t>>& cold_weights(int64_t N, int64_t K) {
+  static std::map<std::pair<int64_t, int64_t>, std::vector<AlignedVector<uint16_t>>> cache;
+  auto& v = cache[{N, K}];
+  if (v.empty()) {
+    const auto& w = weights(N, K);
+    for (int i = 0; i < 16; ++i) v.emplace_back(w.begin(), w.end());
+  }
+  return v;
+}
+
+void BM_GemmAmxBf16Cold(benchmark::State& state) {
+  const int64_t N = state.range(0), K = state.range(1), M = state.range(2);
+  if (!amx_available()) {
+    state.SkipWithError("no AMX-BF16 on this CPU/OS");
+    return;
+  }
+  const auto& Ws = cold_weights(N, K);
+  const auto X = activations(M, K);
+  AlignedVector<float> Y(size_t(M * N));
+  size_t i = 0;
+  for (auto _ : state) {
+    gemm_bf16w_amx(X.data(), M, K, Ws[i++ % Ws.size()].data(), N, Y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * double(M) * double(N) * double(K), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_SwigluAmxBf16(benchmark::State& state) {
+  const int64_t N = state.range(0), K = state.range(1), M = state.range(2);
+  if (!amx_available() || !amx_swiglu_fusable(K)) {
+    state.SkipWithError("no AMX-BF16 on this CPU/OS, or K not fusable");
+    return;
+  }
+  const auto& Ws = cold_weights(N, K);
+  const auto X = activations(M, K);
+  AlignedVector<float> H(size_t(M * N));
+  size_t i = 0;
+  for (auto _ : state) {
+    gemm_bf16w_amx_swiglu(X.data(), M, K, Ws[i % Ws.size()].data(), Ws[(i + 1) % Ws.size()].data(), N, H.data());
+    i += 2;
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] =
+      benchmark::Counter(4.0 * double(M) * double(N) * double(K), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // {N, K, M}
+BENCHMARK(BM_GemmAmxBf16Cold)
+    ->Args({8192, 2048, 512})->Args({2048, 8192, 512})->Args({2048, 2048, 512})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SwigluAmxBf16)->Args({8192, 2048, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GemvBf16)
     ->Args({8192, 2048, 1})->Args({2048, 8192, 1})->Args({128256, 2048, 1})->Args({8192, 2048, 4})
     ->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -477,26 +477,74 @@ LQ_ATTN_BF16_FN void RescaleRows(float* Ot, size_t Dp, size_t Rp, const float* a
 // ---- one work item --------------------------------------------------------
 
 // All rows of kv head hk for queries [t0, t1) over keys [0, pos0 + t1).
+// 32 fp32 values x[0..kv) (zeros beyond) -> 16 bf16 pairs (x[2p] low, x[2p+1] high),
+// each rounded exactly as f32_to_bf16.
+LQ_ATTN_BF16_FN inline __m512i LoadPairs(const float* x, int64_t kv) {
+  const __mmask16 m0 = kv >= 16 ? __mmask16(0xffff) : kv > 0 ? __mmask16((1u << kv) - 1u) : __mmask16(0);
+  const __mmask16 m1 = kv >= 32 ? __mmask16(0xffff) : kv > 16 ? __mmask16((1u << (kv - 16)) - 1u) : __mmask16(0);
+  const __m512i r0 = x86::to_bf16_lanes(_mm512_maskz_loadu_ps(m0, x));
+  const __m512i r1 = x86::to_bf16_lanes(_mm512_maskz_loadu_ps(m1, x + 16));
+  alignas(64) static const uint16_t kIdx[32] = {0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20,
+                                                22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42,
+                                                44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
+  return _mm512_permutex2var_epi16(r0, _mm512_load_si512(kIdx), r1);
+}
+
+// Qb[p][r] = bf16 pair (q_r[2p], q_r[2p+1]) for the item's rows (zero past R and D):
+// 16 rows x 16 pairs per AVX-512 transpose. Bitwise the scalar f32_to_bf16 packing.
+LQ_ATTN_BF16_FN void PackQ(const Job& J, int64_t hk, int64_t t0, size_t R, const Bufs& b) {
+  const size_t Rp = J.Rp, Dp = J.Dp;
+  const int64_t G = J.G, D = J.D;
+  for (size_t r0 = 0; r0 < Rp; r0 += 16)
+    for (size_t p0 = 0; p0 < Dp / 2; p0 += 16) {
+      __m512i v[16];
+      for (size_t i = 0; i < 16; ++i) {
+        const size_t r = r0 + i;
+        if (r < R) {
+          const int64_t t = t0 + int64_t(r) / G, h = hk * G + int64_t(r) % G;
+          v[i] = LoadPairs(J.q + (t * J.Hq + h) * D + 2 * p0, D - int64_t(2 * p0));
+        } else {
+          v[i] = _mm512_setzero_si512();
+        }
+      }
+      x86::transpose16(v);
+      for (size_t j = 0; j < 16; ++j) _mm512_storeu_si512(b.Qb + (p0 + j) * Rp + r0, v[j]);
+    }
+}
+
+// out row of item row r = Ot[.][r] / l[r] for r < R: 16 rows x 16 d per transpose,
+// the same IEEE divisions as element by element.
+LQ_ATTN_BF16_FN void StoreOut(const Job& J, int64_t hk, int64_t t0, size_t R, const Bufs& b) {
+  const size_t Rp = J.Rp;
+  const int64_t G = J.G, D = J.D;
+  for (size_t r0 = 0; r0 < R; r0 += 16) {
+    const __m512 l = _mm512_loadu_ps(b.l + r0);
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+      __m512i v[16];
+      for (int64_t j = 0; j < 16; ++j)
+        v[j] = d0 + j < D ? _mm512_castps_si512(_mm512_div_ps(_mm512_loadu_ps(b.Ot + (d0 + j) * Rp + r0), l))
+                          : _mm512_setzero_si512();
+      x86::transpose16(v);
+      const int64_t dv = std::min<int64_t>(16, D - d0);
+      const __mmask16 dm = dv >= 16 ? __mmask16(0xffff) : __mmask16((1u << dv) - 1u);
+      for (size_t i = 0; i < 16 && r0 + i < R; ++i) {
+        const size_t r = r0 + i;
+        const int64_t t = t0 + int64_t(r) / G, h = hk * G + int64_t(r) % G;
+        _mm512_mask_storeu_ps(J.out + (t * J.Hq + h) * D + d0, dm, _mm512_castsi512_ps(v[i]));
+      }
+    }
+  }
+}
+
 void RunItem(const Job& J, int64_t hk, int64_t t0, int64_t t1, const Bufs& b) {
   const size_t D = size_t(J.D), Dp = J.Dp, Rp = J.Rp;
   const int64_t G = J.G;
   const size_t R = size_t((t1 - t0) * G);
 
-  // Qb pairs and row positions; padding rows are zero and sit at the last position.
+  // Qb pairs (PackQ) and row positions; padding rows are zero and sit at the last position.
+  PackQ(J, hk, t0, R, b);
   for (size_t r = 0; r < Rp; ++r) {
-    const float* qr = nullptr;
-    if (r < R) {
-      const int64_t t = t0 + int64_t(r) / G, h = hk * G + int64_t(r) % G;
-      qr = J.q + (t * J.Hq + h) * J.D;
-      b.rowpos[r] = float(J.pos0 + t);
-    } else {
-      b.rowpos[r] = float(J.pos0 + t1 - 1);
-    }
-    for (size_t p = 0; p < Dp / 2; ++p) {
-      const uint32_t lo = qr && 2 * p < D ? f32_to_bf16(qr[2 * p]) : 0u;
-      const uint32_t hi = qr && 2 * p + 1 < D ? f32_to_bf16(qr[2 * p + 1]) : 0u;
-      b.Qb[p * Rp + r] = lo | (hi << 16);
-    }
+    b.rowpos[r] = r < R ? float(J.pos0 + t0 + int64_t(r) / G) : float(J.pos0 + t1 - 1);
     b.m[r] = kNegInf;
     b.l[r] = 0.0f;
   }
@@ -543,12 +591,8 @@ void RunItem(const Job& J, int64_t hk, int64_t t0, int64_t t1, const Bufs& b) {
     }
   }
 
-  for (size_t r = 0; r < R; ++r) {
-    const int64_t t = t0 + int64_t(r) / G, h = hk * G + int64_t(r) % G;
-    float* o = J.out + (t * J.Hq + h) * J.D;
-    const float lr = b.l[r];  // >= 1: every row sees key 0 and its max key has weight 1
-    for (size_t d = 0; d < D; ++d) o[d] = b.Ot[d * Rp + r] / lr;
-  }
+  // l[r] >= 1: every row sees key 0 and its max key has weight 1.
+  StoreOut(J, hk, t0, R, b);
 }
 
 void Worker(const Job& J, std::atomic<int64_t>& next, int64_t items) {

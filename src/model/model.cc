@@ -207,9 +207,11 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
     profile::PhaseTimer pt("norm");
     cpu::rmsnorm(x.data(), L.attn_norm.data(), eps, T, H, h.data());
     pt.next("matmul.qkv");
-    L.q->forward(h.data(), T, q.data(), prec);
-    L.k->forward(h.data(), T, k.data(), prec);
-    L.v->forward(h.data(), T, v.data(), prec);
+    {
+      const Linear* qkv[3] = {L.q.get(), L.k.get(), L.v.get()};
+      float* out[3] = {q.data(), k.data(), v.data()};
+      forward_group(qkv, h.data(), T, out, prec);
+    }
     pt.next("rope+kv_store");
     cpu::rope_apply(q.data(), T, Hq, D, cos_t.data(), sin_t.data());
     cpu::rope_apply(k.data(), T, Hkv, D, cos_t.data(), sin_t.data());

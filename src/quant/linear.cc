@@ -21,9 +21,32 @@ Bf16Linear::Bf16Linear(const uint16_t* w, int64_t out, int64_t in, std::vector<f
 
 void Bf16Linear::forward(const float* X, int64_t M, float* Y, Precision p) const {
   cpu::matmul_bf16w(X, M, in_, w_, out_, Y, p);
-  if (!bias_.empty()) {
-    for (int64_t m = 0; m < M; ++m) cpu::add_inplace(Y + m * out_, bias_.data(), out_);
+  add_bias(Y, M);
+}
+
+void Bf16Linear::add_bias(float* Y, int64_t M) const {
+  if (bias_.empty()) return;
+  for (int64_t m = 0; m < M; ++m) cpu::add_inplace(Y + m * out_, bias_.data(), out_);
+}
+
+void forward_group(std::span<const Linear* const> layers, const float* X, int64_t M, std::span<float* const> Y,
+                   Precision p) {
+  LQ_CHECK(layers.size() == Y.size() && !layers.empty() && layers.size() <= 3,
+           "forward_group: {} layers for {} outputs (1 to 3 supported)", layers.size(), Y.size());
+  cpu::Bf16WeightOut outs[3];
+  const Bf16Linear* bl[3] = {nullptr, nullptr, nullptr};
+  bool all_bf16 = true;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    bl[i] = dynamic_cast<const Bf16Linear*>(layers[i]);
+    all_bf16 = all_bf16 && bl[i] != nullptr && bl[i]->in_features() == layers[0]->in_features();
+    if (bl[i]) outs[i] = cpu::Bf16WeightOut{bl[i]->data(), bl[i]->out_features(), Y[i]};
   }
+  if (!all_bf16) {
+    for (size_t i = 0; i < layers.size(); ++i) layers[i]->forward(X, M, Y[i], p);
+    return;
+  }
+  cpu::matmul_bf16w_group(X, M, layers[0]->in_features(), outs, int(layers.size()), p);
+  for (size_t i = 0; i < layers.size(); ++i) bl[i]->add_bias(Y[i], M);
 }
 
 bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_t M, float* H, Precision p) {

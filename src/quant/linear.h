@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@ class Bf16Linear : public Linear {
   int64_t weight_bytes() const override { return out_ * in_ * 2; }
   const uint16_t* data() const { return w_; }
   bool has_bias() const { return !bias_.empty(); }
+  void add_bias(float* Y, int64_t M) const;
 
  private:
   const uint16_t* w_;
@@ -48,6 +50,13 @@ class Bf16Linear : public Linear {
   std::vector<float> bias_;
   std::vector<uint16_t> owned_;
 };
+
+// Y[i] = layers[i]->forward(X) for up to 3 layers reading the same X (q/k/v). When
+// all are Bf16Linear, one grouped GEMM (cpu::matmul_bf16w_group: X packed once in
+// bf16 prefill) then each layer's bias; otherwise each layer's forward. Results are
+// bitwise those of the separate forwards.
+void forward_group(std::span<const Linear* const> layers, const float* X, int64_t M, std::span<float* const> Y,
+                   Precision p);
 
 // SwiGLU MLP input projections in one fused pass, H = silu(X gate^T) * (X up^T), when
 // both layers are bias-free bf16 Bf16Linear and the kernels have a fused path for

@@ -318,9 +318,13 @@ struct PanelPrefetch {
 // since K block s0 > 0 adds to the Y values of block s0 - 1. Every output is
 // still summed in the same order (k steps, then K blocks) whichever thread
 // computes it, so results are identical for any thread count.
-LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>* next) {
+// prs[0..np): problems sharing X (M, K, the packed xp, blocking) with their own W, N
+// and Y (q/k/v projections: one X pack, one parallel region, one N-block index
+// space over all outputs); np == 1 otherwise.
+LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic<int64_t>* next) {
   x86::configure_tiles_16x64();
-  const bool swiglu = pr.W2 != nullptr;  // two products per block (gate, up), one epilogue
+  const Problem& p0 = prs[0];
+  const bool swiglu = p0.W2 != nullptr;  // two products per block (gate, up), one epilogue (np == 1)
   const int nw = swiglu ? 2 : 1;
 
   // C tiles are stored to one of two buffers (per weight); the vector epilogue of a
@@ -331,59 +335,76 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
   bool pending = false;
   int64_t pend_n0 = 0, pend_m = 0;
   bool pend_first = true;
+  const Problem* pend_pr = &p0;
   auto flush = [&] {
     if (!pending) return;
-    if (swiglu) store_block_swiglu(pr, cbuf[cur ^ 1][0], cbuf[cur ^ 1][1], pend_n0, pend_m);
-    else store_block(pr, cbuf[cur ^ 1][0], pend_n0, pend_m, pend_first);
+    if (swiglu) store_block_swiglu(*pend_pr, cbuf[cur ^ 1][0], cbuf[cur ^ 1][1], pend_n0, pend_m);
+    else store_block(*pend_pr, cbuf[cur ^ 1][0], pend_n0, pend_m, pend_first);
     pending = false;
   };
   constexpr int64_t kOverlapSteps = 8;  // k steps issued before the deferred epilogue
 
-  const int64_t KP2 = pr.Kp / 2, steps = pr.Kp / 32, nblocks = (pr.N + 31) / 32;
-  const uint16_t* wsrc[2] = {pr.W, pr.W2};
+  const int64_t KP2 = p0.Kp / 2, steps = p0.Kp / 32;
+  // Global N block b belongs to problem i with first[i] <= b < first[i + 1].
+  int64_t first_block[4] = {0, 0, 0, 0};
+  for (int i = 0; i < np; ++i) first_block[i + 1] = first_block[i] + (prs[i].N + 31) / 32;
+  const int64_t nblocks = first_block[np];
+  auto locate = [&](int64_t b, int64_t* local) -> const Problem& {
+    int i = 0;
+    while (i + 1 < np && b >= first_block[i + 1]) ++i;
+    *local = b - first_block[i];
+    return prs[i];
+  };
   // bf16 W whose rows are whole 64-byte lines (W 64-byte aligned, K a multiple of
   // 32) is read in place: no panel copy. Measured +16% on 8192x2048 (2.2 -> 2.55
   // TFLOP/s) and +8% on 2048x8192; with misaligned rows (safetensors only aligns
   // to 8 bytes unless the writer pads, as write_safetensors does) each tile row
   // spans two lines and the copy is faster (1.8 vs 2.1), so those keep it.
-  bool direct_ok[2] = {false, false};
-  for (int w = 0; w < nw; ++w)
-    direct_ok[w] = !pr.W8 && pr.K % 32 == 0 && reinterpret_cast<uintptr_t>(wsrc[w]) % 64 == 0;
+  auto direct_ok = [&](const uint16_t* w) {
+    return !p0.W8 && p0.K % 32 == 0 && reinterpret_cast<uintptr_t>(w) % 64 == 0;
+  };
   int64_t phase = 0;
-  for (int64_t s0 = 0; s0 < steps; s0 += pr.kb / 32) {
-    const int64_t s1 = std::min(steps, s0 + pr.kb / 32);
+  for (int64_t s0 = 0; s0 < steps; s0 += p0.kb / 32) {
+    const int64_t s1 = std::min(steps, s0 + p0.kb / 32);
     const int64_t s_mid = std::min(s1, s0 + kOverlapSteps);
     const bool first = s0 == 0;
     if (!first) {
 #pragma omp barrier
     }
-    for (int64_t mb = 0; mb < pr.Mp; mb += pr.mb, ++phase) {
-      const int64_t mb1 = std::min(pr.Mp, mb + pr.mb);
+    for (int64_t mb = 0; mb < p0.Mp; mb += p0.mb, ++phase) {
+      const int64_t mb1 = std::min(p0.Mp, mb + p0.mb);
       // N blocks are claimed one ahead: while this block's tile products run, the
       // W rows of the next one are prefetched into L2 (spread over the k steps),
       // so its panel copy reads cache instead of waiting on DRAM.
       int64_t nb = next[phase].fetch_add(1, std::memory_order_relaxed);
       while (nb < nblocks) {
         const int64_t nb_next = next[phase].fetch_add(1, std::memory_order_relaxed);
+        int64_t lnb = 0, lnb_next = 0;
+        const Problem& pr = locate(nb, &lnb);
+        const Problem& pr_next = locate(std::min(nb_next, nblocks - 1), &lnb_next);
+        const uint16_t* wsrc[2] = {pr.W, pr.W2};
         // A tiles per weight: straight from W where every tile row is a whole
         // aligned line (see direct_ok), else from the copied panel.
         const uint16_t* abase[2];
         int64_t astep[2], a1off[2], astride[2];
         for (int w = 0; w < nw; ++w) {
-          const bool direct = direct_ok[w] && nb * 32 + 32 <= pr.N;
+          const bool direct = direct_ok(wsrc[w]) && lnb * 32 + 32 <= pr.N;
           uint16_t* panel = wpk + w * 32 * pr.kb;
           if (!direct) {
-            if (pr.W8) pack_w_panel(Fp8Rows{pr.W8}, pr.K, pr.N, nb * 32, s0, s1, panel);
-            else pack_w_panel(Bf16Rows{wsrc[w]}, pr.K, pr.N, nb * 32, s0, s1, panel);
+            if (pr.W8) pack_w_panel(Fp8Rows{pr.W8}, pr.K, pr.N, lnb * 32, s0, s1, panel);
+            else pack_w_panel(Bf16Rows{wsrc[w]}, pr.K, pr.N, lnb * 32, s0, s1, panel);
           }
-          abase[w] = direct ? wsrc[w] + nb * 32 * pr.K + 32 * s0 : panel;
+          abase[w] = direct ? wsrc[w] + lnb * 32 * pr.K + 32 * s0 : panel;
           astep[w] = direct ? 32 : 1024;        // elements per k step
           a1off[w] = direct ? 16 * pr.K : 512;  // second A tile (rows 16..31)
           astride[w] = direct ? 2 * pr.K : 64;  // bytes between tile rows
         }
         const int64_t calls = (mb1 - mb) / 32 * (s1 - s0) * nw;
-        PanelPrefetch pf0(pr, pr.W8 ? static_cast<const void*>(pr.W8) : pr.W, nb_next * 32, s0, s1, calls);
-        PanelPrefetch pf1(pr, swiglu ? pr.W2 : nullptr, nb_next * 32, s0, s1, swiglu ? calls : 0);
+        const bool has_next = nb_next < nblocks;
+        PanelPrefetch pf0(pr_next, !has_next ? nullptr : pr_next.W8 ? static_cast<const void*>(pr_next.W8) : pr_next.W,
+                          lnb_next * 32, s0, s1, calls);
+        PanelPrefetch pf1(pr_next, has_next && swiglu ? pr_next.W2 : nullptr, lnb_next * 32, s0, s1,
+                          swiglu ? calls : 0);
         for (int64_t m = mb; m < mb1; m += 32) {
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
@@ -423,7 +444,8 @@ LQ_AMX_FN void run_worker(const Problem& pr, uint16_t* wpk, std::atomic<int64_t>
             _tile_stored(3, c + 768, 64);
           }
           pending = true;
-          pend_n0 = nb * 32;
+          pend_pr = &pr;
+          pend_n0 = lnb * 32;
           pend_m = m;
           pend_first = first;
           cur ^= 1;
@@ -478,13 +500,26 @@ bool amx_gemm_enabled() {
 
 namespace {
 
-void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const uint16_t* W, const uint8_t* W8,
-              int64_t N, float* Y, const uint16_t* W2 = nullptr) {
-  check_args(fn, X, M, K, W ? static_cast<const void*>(W) : static_cast<const void*>(W8), N, Y);
-  LQ_CHECK(amx_available(), "{}: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})", fn, M, K, N);
-  if (M == 0 || N == 0) return;
+// One output of a call: bf16 W (or E4M3 W8) [N, K] -> Y [M, N]; W2: SwiGLU up weights.
+struct Out {
+  const uint16_t* W = nullptr;
+  const uint8_t* W8 = nullptr;
+  int64_t N = 0;
+  float* Y = nullptr;
+  const uint16_t* W2 = nullptr;
+};
+
+// X is packed once for all outputs (at most 3; SwiGLU and FP8 calls have one).
+void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* outs, int n_out) {
+  LQ_CHECK(n_out >= 1 && n_out <= 3, "{}: {} outputs (1 to 3 supported)", fn, n_out);
+  for (int i = 0; i < n_out; ++i) {
+    const Out& o = outs[i];
+    check_args(fn, X, M, K, o.W ? static_cast<const void*>(o.W) : static_cast<const void*>(o.W8), o.N, o.Y);
+  }
+  LQ_CHECK(amx_available(), "{}: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})", fn, M, K, outs[0].N);
+  if (M == 0) return;
   if (K == 0) {
-    std::fill(Y, Y + M * N, 0.0f);
+    for (int i = 0; i < n_out; ++i) std::fill(outs[i].Y, outs[i].Y + M * outs[i].N, 0.0f);
     return;
   }
   const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
@@ -495,26 +530,44 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const uint16
   });
 
   const Blocking bl = blocking_for(Kp);
-  LQ_CHECK(W2 == nullptr || Kp <= bl.kb, "{}: K={} needs more than one K block (fused SwiGLU needs one)", fn, K);
-  Problem pr{M, K, N, Mp, Kp, W, W8, reinterpret_cast<const uint16_t*>(xp32), Y, bl.kb, bl.mb, W2};
-  const int64_t phases = (Kp + pr.kb - 1) / pr.kb * ((Mp + pr.mb - 1) / pr.mb);
+  bool swiglu = false;
+  Problem prs[3];
+  int np = 0;
+  for (int i = 0; i < n_out; ++i) {
+    const Out& o = outs[i];
+    LQ_CHECK(o.W2 == nullptr || Kp <= bl.kb, "{}: K={} needs more than one K block (fused SwiGLU needs one)", fn, K);
+    swiglu = swiglu || o.W2 != nullptr;
+    if (o.N == 0) continue;  // nothing to compute (check_args allowed it)
+    prs[np++] = Problem{M, K, o.N, Mp, Kp, o.W, o.W8, reinterpret_cast<const uint16_t*>(xp32), o.Y, bl.kb, bl.mb, o.W2};
+  }
+  if (np == 0) return;
+  const int64_t phases = (Kp + bl.kb - 1) / bl.kb * ((Mp + bl.mb - 1) / bl.mb);
   std::vector<std::atomic<int64_t>> next(static_cast<size_t>(phases));
   for (auto& c : next) c.store(0, std::memory_order_relaxed);
   parallel_run([&](int, int) {
     // Transient W panels (32 rows x kb, 128-256 KiB; two for SwiGLU), per worker thread.
     thread_local std::vector<uint16_t> wpk;
-    run_worker(pr, aligned_scratch(wpk, size_t(32 * pr.kb * (W2 ? 2 : 1))), next.data());
+    run_worker(prs, np, aligned_scratch(wpk, size_t(32 * bl.kb * (swiglu ? 2 : 1))), next.data());
   });
 }
 
 }  // namespace
 
 void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y) {
-  gemm_amx("gemm_bf16w_amx", X, M, K, W, nullptr, N, Y);
+  const Out o{W, nullptr, N, Y};
+  gemm_amx("gemm_bf16w_amx", X, M, K, &o, 1);
+}
+
+void gemm_bf16w_amx_group(const float* X, int64_t M, int64_t K, const AmxGemmOut* outs, int n_out) {
+  LQ_CHECK(outs != nullptr && n_out >= 1 && n_out <= 3, "gemm_bf16w_amx_group: {} outputs (1 to 3 supported)", n_out);
+  Out o[3];
+  for (int i = 0; i < n_out; ++i) o[i] = Out{outs[i].W, nullptr, outs[i].N, outs[i].Y};
+  gemm_amx("gemm_bf16w_amx_group", X, M, K, o, n_out);
 }
 
 void gemm_fp8w_amx(const float* X, int64_t M, int64_t K, const uint8_t* W8, int64_t N, float* Y) {
-  gemm_amx("gemm_fp8w_amx", X, M, K, nullptr, W8, N, Y);
+  const Out o{nullptr, W8, N, Y};
+  gemm_amx("gemm_fp8w_amx", X, M, K, &o, 1);
 }
 
 bool amx_swiglu_fusable(int64_t K) {
@@ -527,7 +580,8 @@ void gemm_bf16w_amx_swiglu(const float* X, int64_t M, int64_t K, const uint16_t*
   LQ_CHECK(Wu != nullptr || M == 0 || N == 0 || K == 0, "gemm_bf16w_amx_swiglu: null up weights (M={} K={} N={})",
            M, K, N);
   LQ_CHECK(K > 0 || M == 0 || N == 0, "gemm_bf16w_amx_swiglu: K must be positive (M={} N={})", M, N);
-  gemm_amx("gemm_bf16w_amx_swiglu", X, M, K, Wg, nullptr, N, H, Wu);
+  const Out o{Wg, nullptr, N, H, Wu};
+  gemm_amx("gemm_bf16w_amx_swiglu", X, M, K, &o, 1);
 }
 
 void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst) {

@@ -35,6 +35,16 @@ void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int
 // values (exact in bf16) every product is exact and accumulated in fp32.
 void gemm_fp8w_amx(const float* X, int64_t M, int64_t K, const uint8_t* W8, int64_t N, float* Y);
 
+// Several products of one X: Y_i = bf16(X) W_i^T for up to 3 outputs (the q/k/v
+// projections), each output bitwise what gemm_bf16w_amx gives for it alone. X is
+// packed once and the N blocks of all outputs share one parallel region.
+struct AmxGemmOut {
+  const uint16_t* W;  // bf16 [N, K]
+  int64_t N;
+  float* Y;           // [M, N]
+};
+void gemm_bf16w_amx_group(const float* X, int64_t M, int64_t K, const AmxGemmOut* outs, int n_out);
+
 // Fused SwiGLU projections: H[M, N] = silu(bf16(X) Wg^T) * (bf16(X) Wu^T), Wg and Wu
 // bf16 [N, K]. X is packed once; each 32 x 32 block computes both products and
 // combines them with cpu::silu_mul, so H is bitwise what gemm_bf16w_amx (gate),

@@ -236,6 +236,64 @@ TEST(AmxGemm, SwigluEqualsUnfusedOps) {
   EXPECT_THROW(gemm_bf16w_amx_swiglu(p.X.data(), 40, 4096 + 32, p.W.data(), p.W.data(), 20, H.data()), Error);
 }
 
+// Grouped outputs (q/k/v): each output bitwise what gemm_bf16w_amx gives for it
+// alone, with outputs of different N (tails, an empty one), in-place and copied
+// weights, one and two K blocks, 1 and 2 threads; matmul_bf16w_group too (also its
+// per-output fallback for F32).
+TEST(AmxGemm, GroupEqualsSeparateCalls) {
+  LQ_REQUIRE_AMX();
+  const int64_t shapes[][2] = {{100, 2048}, {40, 100}, {70, 4160}};
+  for (const auto& sh : shapes) {
+    const int64_t M = sh[0], K = sh[1];
+    const int64_t Ns[3] = {130, 32, 47};
+    std::vector<Problem> ps;
+    for (int i = 0; i < 3; ++i) ps.push_back(make_problem(M, K, Ns[i], uint32_t(K + i)));
+    AlignedVector<uint16_t> w[3];
+    for (int i = 0; i < 3; ++i) {  // output 1 misaligned (panel copy), others in place
+      const size_t off = i == 1 ? 4 : 0;
+      w[i].resize(ps[size_t(i)].W.size() + 4);
+      std::copy(ps[size_t(i)].W.begin(), ps[size_t(i)].W.end(), w[i].begin() + off);
+    }
+    auto wp = [&](int i) { return w[i].data() + (i == 1 ? 4 : 0); };
+    const float* X = ps[0].X.data();
+    for (int threads : {1, 2}) {
+      ThreadCount tc(threads);
+      std::vector<float> want[3], got[3], got2[3];
+      AmxGemmOut outs[3];
+      Bf16WeightOut mouts[3];
+      for (int i = 0; i < 3; ++i) {
+        want[i].resize(size_t(M * Ns[i]));
+        got[i].assign(size_t(M * Ns[i]), -1.0f);
+        got2[i].assign(size_t(M * Ns[i]), -1.0f);
+        gemm_bf16w_amx(X, M, K, wp(i), Ns[i], want[i].data());
+        outs[i] = AmxGemmOut{wp(i), Ns[i], got[i].data()};
+        mouts[i] = Bf16WeightOut{wp(i), Ns[i], got2[i].data()};
+      }
+      gemm_bf16w_amx_group(X, M, K, outs, 3);
+      matmul_bf16w_group(X, M, K, mouts, 3, Precision::BF16);
+      for (int i = 0; i < 3; ++i)
+        for (size_t j = 0; j < want[i].size(); ++j) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(want[i][j]), std::bit_cast<uint32_t>(got[i][j]))
+              << "M=" << M << " K=" << K << " output " << i << " threads=" << threads << " at " << j;
+          if (amx_gemm_enabled()) {
+            ASSERT_EQ(std::bit_cast<uint32_t>(want[i][j]), std::bit_cast<uint32_t>(got2[i][j])) << i << " " << j;
+          }
+        }
+    }
+  }
+  // An empty output among others, and the F32 fallback.
+  const Problem p = make_problem(20, 64, 40, 3);
+  std::vector<float> y0(size_t(20 * 40)), y1(size_t(20 * 40)), ref(size_t(20 * 40));
+  AmxGemmOut outs[2] = {{p.W.data(), 0, nullptr}, {p.W.data(), 40, y0.data()}};
+  gemm_bf16w_amx_group(p.X.data(), 20, 64, outs, 2);
+  gemm_bf16w_amx(p.X.data(), 20, 64, p.W.data(), 40, ref.data());
+  EXPECT_EQ(y0, ref);
+  Bf16WeightOut f{p.W.data(), 40, y1.data()};
+  matmul_bf16w_group(p.X.data(), 20, 64, &f, 1, Precision::F32);
+  matmul_bf16w(p.X.data(), 20, 64, p.W.data(), 40, ref.data(), Precision::F32);
+  EXPECT_EQ(y1, ref);
+}
+
 TEST(AmxGemm, DispatchMatchesAmxKernel) {
   LQ_REQUIRE_AMX();
   const Problem p = make_problem(40, 200, 50, 12);

@@ -217,6 +217,17 @@ void matmul_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64
   else gemm_bf16w_onednn(X, M, K, W, N, Y, p);
 }
 
+void matmul_bf16w_group(const float* X, int64_t M, int64_t K, const Bf16WeightOut* outs, int n_out, Precision p) {
+  LQ_CHECK(outs != nullptr && n_out >= 1 && n_out <= 3, "matmul_bf16w_group: {} outputs (1 to 3 supported)", n_out);
+  if (p == Precision::BF16 && M > kGemvMaxRows && use_amx_gemm()) {
+    AmxGemmOut o[3];
+    for (int i = 0; i < n_out; ++i) o[i] = AmxGemmOut{outs[i].W, outs[i].N, outs[i].Y};
+    gemm_bf16w_amx_group(X, M, K, o, n_out);
+    return;
+  }
+  for (int i = 0; i < n_out; ++i) matmul_bf16w(X, M, K, outs[i].W, outs[i].N, outs[i].Y, p);
+}
+
 bool swiglu_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
                   float* H, Precision p) {
   if (p != Precision::BF16 || M <= kGemvMaxRows || N <= 0 || !use_amx_gemm() || !amx_swiglu_fusable(K)) return false;

@@ -28,6 +28,17 @@ void matmul_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64
                   Precision p);
 
 // Plain scalar reference (double accumulation of the same products), for tests.
+// Several products of one X (the q/k/v projections): Y_i = X W_i^T, each output
+// bitwise what matmul_bf16w gives for it alone. For Precision::BF16 prefill on the
+// AMX GEMM, X is packed once and all N blocks share one parallel region; otherwise
+// this is matmul_bf16w per output. At most 3 outputs.
+struct Bf16WeightOut {
+  const uint16_t* W;  // [N, K]
+  int64_t N;
+  float* Y;           // [M, N]
+};
+void matmul_bf16w_group(const float* X, int64_t M, int64_t K, const Bf16WeightOut* outs, int n_out, Precision p);
+
 // SwiGLU projections in one pass where a fused kernel applies: H[M, N] =
 // silu(X Wg^T) * (X Wu^T) (Wg, Wu bf16 [N, K]), bitwise what matmul_bf16w twice and
 // silu_mul give. Applies to Precision::BF16 prefill (M > kGemvMaxRows) on the AMX

@@ -229,7 +229,8 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
             uint16_t* vd = Vc + hh * cap_ * D + (pos0 + t) * D;
             const float* ks = k.data() + t * KVD + hh * D;
             const float* vs = v.data() + t * KVD + hh * D;
-            for (int64_t d = 0; d < D; ++d) { kd[d] = f32_to_bf16(ks[d]); vd[d] = f32_to_bf16(vs[d]); }
+            cpu::f32_to_bf16_n(ks, D, kd);  // SIMD, bit-exact with f32_to_bf16
+            cpu::f32_to_bf16_n(vs, D, vd);
           }
       });
       kv.k = Kc; kv.v = Vc; kv.bf16 = true;

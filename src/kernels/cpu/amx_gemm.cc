@@ -85,10 +85,13 @@ namespace lq::cpu {
 namespace {
 
 // Blocking: K blocks of kb, M blocks of mb rows; the packed X block (mb x kb bf16)
-// is 1 MiB, half the 2 MiB L2. K <= 2048: one K block (no read-add-write of Y),
-// two W passes for M = 512. Larger K: 4096 x 128 (one Y read-add-write for
-// K = 8192, four W passes): measured 1.83 vs 1.70 TFLOP/s for 2048x8192 (N x K)
-// against 2048 x 256; 1024 x 512 (one W pass, more Y passes) 1.46.
+// is 1 MiB, half the 2 MiB L2: 2048 x 256 (for M = 512: two W passes; K = 8192:
+// three read-add-writes of Y). Measured in the llama-3.2-1b forward (cold weights)
+// for the down projection (K = 8192): 184-188 ms per 512-token prefill vs 195-196
+// for 4096 x 128 and 205-223 for 2048 x 512 (X block past L2) — the benchmark
+// with one hot weight matrix had ranked 4096 x 128 first. 2048 < K <= 4096
+// (8B-class models) takes 4096 x 128: one K block, which the fused SwiGLU needs,
+// and the same for every GEMM of that K, so fused and unfused sum identically.
 struct Blocking {
   int64_t kb, mb;
 };
@@ -102,7 +105,7 @@ inline Blocking blocking_for(int64_t K) {
     return Blocking{0, 0};
   }();
   if (forced.kb > 0) return forced;
-  return K <= 2048 ? Blocking{2048, 256} : Blocking{4096, 128};
+  return K > 2048 && K <= 4096 ? Blocking{4096, 128} : Blocking{2048, 256};
 }
 
 // ---- detection ------------------------------------------------------------
@@ -529,14 +532,14 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
     for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xp32);
   });
 
-  const Blocking bl = blocking_for(Kp);
   bool swiglu = false;
+  for (int i = 0; i < n_out; ++i) swiglu = swiglu || outs[i].W2 != nullptr;
+  const Blocking bl = blocking_for(Kp);
   Problem prs[3];
   int np = 0;
   for (int i = 0; i < n_out; ++i) {
     const Out& o = outs[i];
     LQ_CHECK(o.W2 == nullptr || Kp <= bl.kb, "{}: K={} needs more than one K block (fused SwiGLU needs one)", fn, K);
-    swiglu = swiglu || o.W2 != nullptr;
     if (o.N == 0) continue;  // nothing to compute (check_args allowed it)
     prs[np++] = Problem{M, K, o.N, Mp, Kp, o.W, o.W8, reinterpret_cast<const uint16_t*>(xp32), o.Y, bl.kb, bl.mb, o.W2};
   }

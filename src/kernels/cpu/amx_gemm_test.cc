@@ -164,8 +164,8 @@ TEST(AmxGemm, DeterministicRunToRun) {
 }
 
 // The dispatcher uses the AMX kernel for BF16 prefill unless LQ_DISABLE_AMX=1.
-// K > 2048 takes the other blocking (amx_gemm.cc blocking_for: K blocks of 4096,
-// M blocks of 128): one and two K blocks, M and N tails.
+// K > 2048: several K blocks (read-add-write of Y), M and N tails. (The SwiGLU
+// test covers the 4096 x 128 blocking with K = 4096.)
 TEST(AmxGemm, MatchesReferenceLargeK) {
   LQ_REQUIRE_AMX();
   check_shape(150, 4096, 40, 91);
@@ -203,7 +203,7 @@ TEST(AmxGemm, InPlaceWeightsEqualPanelCopy) {
 // (misaligned), 1 and 2 threads; and the dispatch declines what it cannot fuse.
 TEST(AmxGemm, SwigluEqualsUnfusedOps) {
   LQ_REQUIRE_AMX();
-  const int64_t shapes[][3] = {{100, 2048, 130}, {17, 64, 17}, {512, 96, 64}, {40, 100, 50}, {5, 32, 16}};
+  const int64_t shapes[][3] = {{100, 2048, 130}, {17, 64, 17}, {512, 96, 64}, {40, 100, 50}, {5, 32, 16}, {150, 4096, 40}};
   for (const auto& sh : shapes) {
     const int64_t M = sh[0], K = sh[1], N = sh[2];
     const Problem g = make_problem(M, K, N, uint32_t(K + N));

@@ -114,20 +114,6 @@ inline Blocking blocking_for(int64_t K) {
 // ---- AVX-512 helpers ------------------------------------------------------
 
 
-// 32 fp32 values x[0..kv) (zeros beyond) -> 16 bf16 pairs (x[2p] low, x[2p+1] high).
-LQ_AMX_FN inline __m512i load_pairs(const float* x, int64_t kv) {
-  const __mmask16 m0 = kv >= 16 ? __mmask16(0xffff) : __mmask16((1u << kv) - 1u);
-  const __mmask16 m1 =
-      kv >= 32 ? __mmask16(0xffff) : kv > 16 ? __mmask16((1u << (kv - 16)) - 1u) : __mmask16(0);
-  const __m512i r0 = x86::to_bf16_lanes(_mm512_maskz_loadu_ps(m0, x));
-  const __m512i r1 = x86::to_bf16_lanes(_mm512_maskz_loadu_ps(m1, x + 16));
-  // Word i of the result = low word of lane i of r0 (i < 16) / lane i-16 of r1.
-  alignas(64) static const uint16_t kIdx[32] = {0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20,
-                                                22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42,
-                                                44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
-  return _mm512_permutex2var_epi16(r0, _mm512_load_si512(kIdx), r1);
-}
-
 // Packs rows [16 j, 16 j + 16) of X into the VNNI B layout (see file comment):
 // xp32[(j * KP2 + p) * 16 + i] = pair(X[16 j + i], p), KP2 = Kp / 2.
 LQ_AMX_FN void pack_x_block(const float* X, int64_t M, int64_t K, int64_t Kp, int64_t j,
@@ -138,7 +124,7 @@ LQ_AMX_FN void pack_x_block(const float* X, int64_t M, int64_t K, int64_t Kp, in
     const int64_t kv = std::min<int64_t>(32, K - k0);
     for (int i = 0; i < 16; ++i) {
       const int64_t m = 16 * j + i;
-      r[i] = m < M ? load_pairs(X + m * K + k0, kv) : _mm512_setzero_si512();
+      r[i] = m < M ? x86::load_bf16_pairs(X + m * K + k0, kv) : _mm512_setzero_si512();
     }
     x86::transpose16(r);
     uint32_t* dst = xp32 + (j * KP2 + k0 / 2) * 16;

@@ -477,19 +477,6 @@ LQ_ATTN_BF16_FN void RescaleRows(float* Ot, size_t Dp, size_t Rp, const float* a
 // ---- one work item --------------------------------------------------------
 
 // All rows of kv head hk for queries [t0, t1) over keys [0, pos0 + t1).
-// 32 fp32 values x[0..kv) (zeros beyond) -> 16 bf16 pairs (x[2p] low, x[2p+1] high),
-// each rounded exactly as f32_to_bf16.
-LQ_ATTN_BF16_FN inline __m512i LoadPairs(const float* x, int64_t kv) {
-  const __mmask16 m0 = kv >= 16 ? __mmask16(0xffff) : kv > 0 ? __mmask16((1u << kv) - 1u) : __mmask16(0);
-  const __mmask16 m1 = kv >= 32 ? __mmask16(0xffff) : kv > 16 ? __mmask16((1u << (kv - 16)) - 1u) : __mmask16(0);
-  const __m512i r0 = x86::to_bf16_lanes(_mm512_maskz_loadu_ps(m0, x));
-  const __m512i r1 = x86::to_bf16_lanes(_mm512_maskz_loadu_ps(m1, x + 16));
-  alignas(64) static const uint16_t kIdx[32] = {0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20,
-                                                22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42,
-                                                44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
-  return _mm512_permutex2var_epi16(r0, _mm512_load_si512(kIdx), r1);
-}
-
 // Qb[p][r] = bf16 pair (q_r[2p], q_r[2p+1]) for the item's rows (zero past R and D):
 // 16 rows x 16 pairs per AVX-512 transpose. Bitwise the scalar f32_to_bf16 packing.
 LQ_ATTN_BF16_FN void PackQ(const Job& J, int64_t hk, int64_t t0, size_t R, const Bufs& b) {
@@ -502,7 +489,7 @@ LQ_ATTN_BF16_FN void PackQ(const Job& J, int64_t hk, int64_t t0, size_t R, const
         const size_t r = r0 + i;
         if (r < R) {
           const int64_t t = t0 + int64_t(r) / G, h = hk * G + int64_t(r) % G;
-          v[i] = LoadPairs(J.q + (t * J.Hq + h) * D + 2 * p0, D - int64_t(2 * p0));
+          v[i] = x86::load_bf16_pairs(J.q + (t * J.Hq + h) * D + 2 * p0, D - int64_t(2 * p0));
         } else {
           v[i] = _mm512_setzero_si512();
         }

@@ -102,10 +102,13 @@ const std::vector<AlignedVector<uint16_t>>& cold_weights(int64_t N, int64_t K) {
   return v;
 }
 
-void BM_GemmAmxBf16Cold(benchmark::State& state) {
+// Runs call(X, W_i, W_{i+1}) once per iteration over the 16 cold weight copies
+// (i advancing by `per_call` copies) and reports flops_per_call FLOP/s.
+template <typename Call>
+void run_cold(benchmark::State& state, bool ok, const char* why, double flops_per_mnk, int per_call, Call call) {
   const int64_t N = state.range(0), K = state.range(1), M = state.range(2);
-  if (!amx_available()) {
-    state.SkipWithError("no AMX-BF16 on this CPU/OS");
+  if (!ok) {
+    state.SkipWithError(why);
     return;
   }
   const auto& Ws = cold_weights(N, K);
@@ -113,30 +116,24 @@ void BM_GemmAmxBf16Cold(benchmark::State& state) {
   AlignedVector<float> Y(size_t(M * N));
   size_t i = 0;
   for (auto _ : state) {
-    gemm_bf16w_amx(X.data(), M, K, Ws[i++ % Ws.size()].data(), N, Y.data());
+    call(X.data(), M, K, Ws[i % Ws.size()].data(), Ws[(i + 1) % Ws.size()].data(), N, Y.data());
+    i += size_t(per_call);
     benchmark::ClobberMemory();
   }
-  state.counters["FLOP/s"] =
-      benchmark::Counter(2.0 * double(M) * double(N) * double(K), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] = benchmark::Counter(flops_per_mnk * double(M) * double(N) * double(K),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_GemmAmxBf16Cold(benchmark::State& state) {
+  run_cold(state, amx_available(), "no AMX-BF16 on this CPU/OS", 2.0, 1,
+           [](const float* X, int64_t M, int64_t K, const uint16_t* W, const uint16_t*, int64_t N, float* Y) {
+             gemm_bf16w_amx(X, M, K, W, N, Y);
+           });
 }
 
 void BM_SwigluAmxBf16(benchmark::State& state) {
-  const int64_t N = state.range(0), K = state.range(1), M = state.range(2);
-  if (!amx_available() || !amx_swiglu_fusable(K)) {
-    state.SkipWithError("no AMX-BF16 on this CPU/OS, or K not fusable");
-    return;
-  }
-  const auto& Ws = cold_weights(N, K);
-  const auto X = activations(M, K);
-  AlignedVector<float> H(size_t(M * N));
-  size_t i = 0;
-  for (auto _ : state) {
-    gemm_bf16w_amx_swiglu(X.data(), M, K, Ws[i % Ws.size()].data(), Ws[(i + 1) % Ws.size()].data(), N, H.data());
-    i += 2;
-    benchmark::ClobberMemory();
-  }
-  state.counters["FLOP/s"] =
-      benchmark::Counter(4.0 * double(M) * double(N) * double(K), benchmark::Counter::kIsIterationInvariantRate);
+  run_cold(state, amx_available() && amx_swiglu_fusable(state.range(1)), "no AMX-BF16 on this CPU/OS, or K not fusable",
+           4.0, 2, gemm_bf16w_amx_swiglu);
 }
 
 // {N, K, M}

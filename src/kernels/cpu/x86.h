@@ -59,6 +59,21 @@ __attribute__((target("avx512f"))) inline __m512i to_bf16_lanes(__m512 v) {
   return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
 }
 
+// 32 fp32 values x[0..kv) (zeros beyond; kv may be <= 0 or >= 32) -> 16 bf16 pairs,
+// pair p = (x[2p] in the low word, x[2p+1] in the high word), each rounded exactly as
+// lq::f32_to_bf16 (to_bf16_lanes). The VNNI operand layout of AMX / VDPBF16PS.
+__attribute__((target("avx512f,avx512bw"))) inline __m512i load_bf16_pairs(const float* x, int64_t kv) {
+  const __mmask16 m0 = kv >= 16 ? __mmask16(0xffff) : kv > 0 ? __mmask16((1u << kv) - 1u) : __mmask16(0);
+  const __mmask16 m1 = kv >= 32 ? __mmask16(0xffff) : kv > 16 ? __mmask16((1u << (kv - 16)) - 1u) : __mmask16(0);
+  const __m512i r0 = to_bf16_lanes(_mm512_maskz_loadu_ps(m0, x));
+  const __m512i r1 = to_bf16_lanes(_mm512_maskz_loadu_ps(m1, x + 16));
+  // Word i of the result = low word of lane i of r0 (i < 16) / lane i-16 of r1.
+  alignas(64) static const uint16_t kIdx[32] = {0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20,
+                                                22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42,
+                                                44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
+  return _mm512_permutex2var_epi16(r0, _mm512_load_si512(kIdx), r1);
+}
+
 // In-place transpose of a 16 x 16 matrix of 32-bit elements held in 16 rows.
 __attribute__((target("avx512f"))) inline void transpose16(__m512i r[16]) {
   __m512i t[16];

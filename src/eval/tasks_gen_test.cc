@@ -579,9 +579,11 @@ TEST(TasksGenShared, AcceptanceSweepSlow) {
             EXPECT_EQ(occurrences(e->input, pre), per_query) << pre;
           }
         }
-        if (c.suite == "ruler" && c.task.rfind("niah", 0) == 0)
-          for (const auto& q : e->queries)
+        if (c.suite == "ruler" && c.task.rfind("niah", 0) == 0) {
+          for (const auto& q : e->queries) {
             EXPECT_EQ(occurrences(e->input, " for " + q + " is: "), e->outputs.size() / e->queries.size());
+          }
+        }
       }
     }
   }

@@ -123,9 +123,11 @@ TEST(AlgoFp8, PerChannelScalesAndCodes) {
   EXPECT_EQ(q.w[14], f32_to_fp8e4m3(447.0f));  // RNE: 447 -> 448 (step 32 above 256)
   auto d = dequantize_fp8_f32(q);
   // E4M3 keeps 3 mantissa bits: relative error <= 2^-4 for normal values.
-  for (int64_t i = 0; i < out * in; ++i)
-    if (std::fabs(w[size_t(i)]) > q.scale[size_t(i / in)] * 0.015625f)
+  for (int64_t i = 0; i < out * in; ++i) {
+    if (std::fabs(w[size_t(i)]) > q.scale[size_t(i / in)] * 0.015625f) {
       EXPECT_LE(std::fabs(d[size_t(i)] - w[size_t(i)]), std::fabs(w[size_t(i)]) / 16.0f) << i;
+    }
+  }
 }
 
 }  // namespace

@@ -53,6 +53,7 @@
 // GCC 12 warns "__Y is used uninitialized" inside its own avx512fintrin.h for the
 // _mm512_undefined_* idiom of the shuffles in x86::transpose16 (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/x86.h"
 
@@ -512,20 +513,21 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
     return;
   }
   const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
+  bool swiglu = false;
+  for (int i = 0; i < n_out; ++i) swiglu = swiglu || outs[i].W2 != nullptr;
+  const Blocking bl = blocking_for(Kp);
+  // Before any work: the fused SwiGLU needs the complete sums in one K block.
+  LQ_CHECK(!swiglu || Kp <= bl.kb, "{}: K={} needs more than one K block (fused SwiGLU needs one)", fn, K);
 
   uint32_t* xp32 = aligned_scratch(tl_xpacked, size_t(Mp * Kp / 2));
   parallel_for(Mp / 16, [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xp32);
   });
 
-  bool swiglu = false;
-  for (int i = 0; i < n_out; ++i) swiglu = swiglu || outs[i].W2 != nullptr;
-  const Blocking bl = blocking_for(Kp);
   Problem prs[3];
   int np = 0;
   for (int i = 0; i < n_out; ++i) {
     const Out& o = outs[i];
-    LQ_CHECK(o.W2 == nullptr || Kp <= bl.kb, "{}: K={} needs more than one K block (fused SwiGLU needs one)", fn, K);
     if (o.N == 0) continue;  // nothing to compute (check_args allowed it)
     prs[np++] = Problem{M, K, o.N, Mp, Kp, o.W, o.W8, reinterpret_cast<const uint16_t*>(xp32), o.Y, bl.kb, bl.mb, o.W2};
   }

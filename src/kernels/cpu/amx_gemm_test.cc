@@ -233,7 +233,9 @@ TEST(AmxGemm, SwigluEqualsUnfusedOps) {
   EXPECT_TRUE(amx_swiglu_fusable(4096));
   EXPECT_FALSE(amx_swiglu_fusable(8192));  // two K blocks: the unfused path
   EXPECT_EQ(H[0], 7.0f);  // declined calls write nothing
-  EXPECT_THROW(gemm_bf16w_amx_swiglu(p.X.data(), 40, 4096 + 32, p.W.data(), p.W.data(), 20, H.data()), Error);
+  const Problem big = make_problem(40, 8192, 20, 6);  // two K blocks: rejected before any work
+  EXPECT_THROW(gemm_bf16w_amx_swiglu(big.X.data(), 40, 8192, big.W.data(), big.W.data(), 20, H.data()), Error);
+  EXPECT_EQ(H[0], 7.0f);
 }
 
 // Grouped outputs (q/k/v): each output bitwise what gemm_bf16w_amx gives for it

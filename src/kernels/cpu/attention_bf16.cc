@@ -52,6 +52,7 @@
 // GCC 12 warns "__Y is used uninitialized" inside its own avx512fintrin.h for the
 // _mm512_undefined_* idiom of some intrinsics (GCC bug 105593); nothing here is uninitialized.
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels/cpu/x86.h"
 
 #include <immintrin.h>

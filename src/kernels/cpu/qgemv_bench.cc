@@ -9,8 +9,8 @@
 // / time, i.e. the effective weight bandwidth; compare with the bf16 GEMV in
 // bench_kernels (BM_GemvBf16) and BM_ReadBandwidth.
 // Suggested run:
-//   OMP_NUM_THREADS=2 bench_kernels --benchmark_filter='Qgem' \
-//       --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//   OMP_NUM_THREADS=2 bench_kernels --benchmark_filter='Qgem'
+//       --benchmark_repetitions=5 --benchmark_report_aggregates_only=true  (one line)
 #include <benchmark/benchmark.h>
 
 #include <cstdint>

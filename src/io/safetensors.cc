@@ -400,10 +400,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   } catch (const nlohmann::json::exception& e) {
     fail("{}: cannot encode header (tensor names and metadata must be valid UTF-8): {}", path, e.what());
   }
-  // 8 + header length = a multiple of 64: the data buffer (and every tensor of a
-  // 64-byte multiple size placed before any other) is cache-line aligned in the
-  // page-aligned mapping. Readers (ours, transformers') skip trailing spaces.
-  header.append((64 - (8 + header.size()) % 64) % 64, ' ');
+  header.append(safetensors_header_padding(header.size()), ' ');
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
 

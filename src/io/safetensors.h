@@ -6,6 +6,7 @@
 // The reader validates everything and throws lq::Error naming file and tensor.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -65,8 +66,15 @@ struct TensorToWrite {
   const void* data;
 };
 
-// Writes tensors (sorted by name, 8-byte aligned header) to `path` atomically
+// Writes tensors (sorted by width, then name; header padded to a 64-byte aligned data buffer) to `path` atomically
 // (temporary file + rename). Throws lq::Error naming the path.
+// Spaces to append to a JSON header of `header_len` bytes so that the data buffer
+// (8-byte length + header) starts at a multiple of 64 bytes of the file: every
+// tensor of a 64-byte-multiple size placed first is then cache-line aligned in the
+// page-aligned mapping (the AMX GEMM reads such bf16 weights in place). Readers
+// (ours, transformers') skip trailing spaces. Used by every writer of ours.
+inline size_t safetensors_header_padding(size_t header_len) { return (64 - (8 + header_len) % 64) % 64; }
+
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

@@ -11,6 +11,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "io/safetensors.h"
 #include "core/rng.h"
 #include "core/threads.h"
 
@@ -232,11 +233,10 @@ ModelConfig synth_checkpoint(const SynthOptions& o) {
     header[t.name] = {{"dtype", "BF16"}, {"shape", t.shape}, {"data_offsets", {off, off + nb}}};
     off += nb;
   }
-  // Padded so that the data buffer starts on a 64-byte line (as write_safetensors):
-  // every tensor size here is a multiple of 64 bytes for real shapes, so the bf16
-  // matrices are cache-line aligned and the AMX GEMM reads them in place.
+  // Padded as write_safetensors pads: every tensor size here is a multiple of 64
+  // bytes for real shapes, so the bf16 matrices are cache-line aligned.
   std::string hs = header.dump();
-  while ((8 + hs.size()) % 64) hs += ' ';
+  hs.append(safetensors_header_padding(hs.size()), ' ');
   const std::string path = o.out_dir + "/model.safetensors";
   const std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "wb");

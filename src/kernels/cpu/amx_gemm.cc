@@ -146,6 +146,15 @@ struct Problem {
   const uint16_t* W2 = nullptr;  // SwiGLU mode: up weights [N, K] (W = gate); Y = silu(X W^T) * (X W2^T)
 };
 
+// Writes v's first nv lanes to y: streaming store when `stream` and the row is a
+// whole aligned 64-byte line (final values: no read-for-ownership of Y, no
+// eviction of the packed X block from L2; run_worker fences before Y is read),
+// else a masked store.
+LQ_AMX_FN inline void store_row(float* y, __m512 v, int64_t nv, __mmask16 mask, bool stream) {
+  if (stream && nv == 16 && (reinterpret_cast<uintptr_t>(y) & 63) == 0) _mm512_stream_ps(y, v);
+  else _mm512_mask_storeu_ps(y, mask, v);
+}
+
 // Writes (first) or adds the 32 x 32 block of C tiles to Y[m0.., n0..].
 LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t n0, int64_t m0,
                                   bool first) {
@@ -162,11 +171,7 @@ LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t 
       float* y = pr.Y + (mt + j) * pr.N + nt;
       __m512 v = _mm512_castsi512_ps(r[j]);
       if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, y));
-      // A full, aligned 64-byte row written for the first time goes around the
-      // caches (no read-for-ownership of Y, no eviction of the packed X block
-      // from L2); run_worker fences before anything reads Y.
-      if (first && nv == 16 && (reinterpret_cast<uintptr_t>(y) & 63) == 0) _mm512_stream_ps(y, v);
-      else _mm512_mask_storeu_ps(y, mask, v);
+      store_row(y, v, nv, mask, /*stream=*/first);  // later K blocks read-add-write
     }
   }
 }
@@ -201,10 +206,7 @@ LQ_AMX_FN inline void store_block_swiglu(const Problem& pr, const float* cg, con
     if (nv <= 0) continue;
     const __mmask16 mask = nv >= 16 ? __mmask16(0xffff) : __mmask16((1u << nv) - 1u);
     for (int64_t j = 0; j < mv; ++j) {
-      float* y = pr.Y + (m0 + j) * pr.N + nt;
-      const __m512 v = _mm512_load_ps(h + j * 32 + 16 * half);
-      if (nv == 16 && (reinterpret_cast<uintptr_t>(y) & 63) == 0) _mm512_stream_ps(y, v);
-      else _mm512_mask_storeu_ps(y, mask, v);
+      store_row(pr.Y + (m0 + j) * pr.N + nt, _mm512_load_ps(h + j * 32 + 16 * half), nv, mask, /*stream=*/true);
     }
   }
 }
@@ -276,7 +278,7 @@ LQ_AMX_FN void pack_w_panel(const Rows& rows, int64_t K, int64_t N, int64_t n0, 
 // the next pack_w_panel will read, spread evenly over `calls` calls of step().
 struct PanelPrefetch {
   const char* base = nullptr;
-  int64_t row_stride = 0, line0 = 0, lines_per_row = 0, rows = 0, total = 0, done = 0, per_call = 0;
+  int64_t row_stride = 0, lines_per_row = 0, rows = 0, total = 0, done = 0, per_call = 0;
   PanelPrefetch(const Problem& pr, const void* w, int64_t n0, int64_t s0, int64_t s1, int64_t calls) {
     if (w == nullptr || n0 >= pr.N || calls <= 0) return;
     const int64_t elt = pr.W8 ? 1 : 2;

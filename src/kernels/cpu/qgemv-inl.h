@@ -226,14 +226,11 @@ template <int kM>
 void AffineRange(const QAffineView& w, const float* xp, int64_t ldx, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
   int64_t n = n0;
   if (w.bits == 8 && HWY_TARGET != HWY_SCALAR) {
-    // Two streams where the registers allow (kM <= 2 on 32-register targets): row
-    // i of the first half of [n0, n1) with row i of the second half.
-    if (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3)) {
-      const int64_t h = (n1 - n0) / 2;
-      for (int64_t i = 0; i < h; ++i) Int8Rows<kM, 2>(w, n0 + i, h, xp, ldx, Y + n0 + i, ldy);
-      n = n0 + 2 * h;
-    }
-    for (; n < n1; ++n) Int8Rows<kM, 1>(w, n, 0, xp, ldx, Y + n, ldy);
+    // Two streams where the registers allow (kM <= 2 on 32-register targets).
+    for_row_streams(
+        n0, n1, kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3),
+        [&](int64_t r, int64_t h) { Int8Rows<kM, 2>(w, r, h, xp, ldx, Y + r, ldy); },
+        [&](int64_t r) { Int8Rows<kM, 1>(w, r, 0, xp, ldx, Y + r, ldy); });
     return;
   }
   for (; n < n1; ++n) {
@@ -355,13 +352,10 @@ HWY_INLINE void Nf4Rows(const QNf4View& w, int64_t n, int64_t rs, const float* H
 // Two streams (row i of each half of the range) where the registers allow.
 template <int kM>
 void Nf4Range(const QNf4View& w, const float* xp, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
-  int64_t n = n0;
-  if (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3)) {
-    const int64_t h = (n1 - n0) / 2;
-    for (int64_t i = 0; i < h; ++i) Nf4Rows<kM, 2>(w, n0 + i, h, xp, Y + n0 + i, ldy);
-    n = n0 + 2 * h;
-  }
-  for (; n < n1; ++n) Nf4Rows<kM, 1>(w, n, 0, xp, Y + n, ldy);
+  for_row_streams(
+      n0, n1, kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3),
+      [&](int64_t r, int64_t h) { Nf4Rows<kM, 2>(w, r, h, xp, Y + r, ldy); },
+      [&](int64_t r) { Nf4Rows<kM, 1>(w, r, 0, xp, Y + r, ldy); });
 }
 
 // Requires qgemv_nf4_supported(w) (checked by the caller).
@@ -462,13 +456,10 @@ HWY_INLINE void Fp8Rows(const QFp8View& w, int64_t n, int64_t rs, const float* H
 // Two streams (row i of each half of the range) where the registers allow.
 template <int kM>
 void Fp8Range(const QFp8View& w, const float* xs, const float* rs, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
-  int64_t n = n0;
-  if (kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3)) {
-    const int64_t h = (n1 - n0) / 2;
-    for (int64_t i = 0; i < h; ++i) Fp8Rows<kM, 2>(w, n0 + i, h, xs, rs, Y + n0 + i, ldy);
-    n = n0 + 2 * h;
-  }
-  for (; n < n1; ++n) Fp8Rows<kM, 1>(w, n, 0, xs, rs, Y + n, ldy);
+  for_row_streams(
+      n0, n1, kM == 1 || (kM == 2 && HWY_TARGET <= HWY_AVX3),
+      [&](int64_t r, int64_t h) { Fp8Rows<kM, 2>(w, r, h, xs, rs, Y + r, ldy); },
+      [&](int64_t r) { Fp8Rows<kM, 1>(w, r, 0, xs, rs, Y + r, ldy); });
 }
 
 // xs: M rows of decoded activations (stride K); rs: [M] row scales (1 for weight-only).

@@ -75,6 +75,22 @@ inline int qaffine_code(const QAffineView& w, int64_t n, int64_t k) {
   return qaffine_int4_high(k) ? (b >> 4) : (b & 15);
 }
 
+// The decode GEMVs' row order for a thread's rows [n0, n1): when `pairs`, row i of
+// the first half goes with row i of the second half (two independent sequential
+// weight streams per core: from DRAM one stream is limited by its memory-level
+// parallelism) through pair(n, h) for rows n and n + h; the odd leftover row (or
+// every row when !pairs) through one(n).
+template <class Pair, class One>
+inline void for_row_streams(int64_t n0, int64_t n1, bool pairs, Pair&& pair, One&& one) {
+  int64_t n = n0;
+  if (pairs) {
+    const int64_t h = (n1 - n0) / 2;
+    for (int64_t i = 0; i < h; ++i) pair(n0 + i, h);
+    n = n0 + 2 * h;
+  }
+  for (; n < n1; ++n) one(n);
+}
+
 // Zero point of row n, group g (0 for signed8 layouts).
 inline int32_t qaffine_zero(const QAffineView& w, int64_t n, int64_t g) {
   return w.signed8 ? 0 : w.zeros[n * w.n_groups + g];

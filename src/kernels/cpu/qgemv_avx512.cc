@@ -201,13 +201,9 @@ LQ_DP_FN inline void rows_int4_at(const Job& jb, int64_t n, int64_t rs, float* Y
 // first half of the range goes with row i of the second half (two streams).
 template <int kM>
 LQ_DP_FN void rows_int4(const Job& jb, int64_t n0, int64_t n1, float* Y, int64_t ldy) {
-  int64_t n = n0;
-  if constexpr (kM <= 2) {
-    const int64_t h = (n1 - n0) / 2;
-    for (int64_t i = 0; i < h; ++i) rows_int4_at<kM, 2>(jb, n0 + i, h, Y, ldy);
-    n = n0 + 2 * h;
-  }
-  for (; n < n1; ++n) rows_int4_at<kM, 1>(jb, n, 0, Y, ldy);
+  for_row_streams(
+      n0, n1, kM <= 2, [&](int64_t r, int64_t h) LQ_DP_FN { rows_int4_at<kM, 2>(jb, r, h, Y, ldy); },
+      [&](int64_t r) LQ_DP_FN { rows_int4_at<kM, 1>(jb, r, 0, Y, ldy); });
 }
 
 thread_local std::vector<float> tl_xf;

@@ -253,15 +253,22 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
     cpu::rmsnorm(x.data(), L.mlp_norm.data(), eps, T, H, h.data());
     pt.next("matmul.gate_up");
     // Fused where the kernels allow (bf16 prefill on AMX: same bits, no fp32
-    // gate/up products in memory); else the two projections and silu_mul.
-    if (!swiglu_forward(*L.gate, *L.up, h.data(), T, g.data(), prec)) {
-      L.gate->forward(h.data(), T, g.data(), prec);
-      L.up->forward(h.data(), T, u.data(), prec);
-      pt.next("silu_mul");
-      cpu::silu_mul(g.data(), u.data(), T * I, g.data());
+    // gate/up products in memory, H handed to the down projection packed in
+    // bf16); else the two projections and silu_mul.
+    cpu::AmxPackedX hp;
+    if (swiglu_forward_packed(*L.gate, *L.up, *L.down, h.data(), T, &hp, prec)) {
+      pt.next("matmul.down");
+      down_forward_packed(*L.down, hp, h.data());
+    } else {
+      if (!swiglu_forward(*L.gate, *L.up, h.data(), T, g.data(), prec)) {
+        L.gate->forward(h.data(), T, g.data(), prec);
+        L.up->forward(h.data(), T, u.data(), prec);
+        pt.next("silu_mul");
+        cpu::silu_mul(g.data(), u.data(), T * I, g.data());
+      }
+      pt.next("matmul.down");
+      L.down->forward(g.data(), T, h.data(), prec);
     }
-    pt.next("matmul.down");
-    L.down->forward(g.data(), T, h.data(), prec);
     cpu::add_inplace(x.data(), h.data(), T * H);
   }
   pos_ += T;

@@ -57,6 +57,25 @@ bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_
   return cpu::swiglu_bf16w(X, M, g->in_features(), g->data(), u->data(), g->out_features(), H, p);
 }
 
+bool swiglu_forward_packed(const Linear& gate, const Linear& up, const Linear& down, const float* X, int64_t M,
+                           cpu::AmxPackedX* H, Precision p) {
+  const auto* g = dynamic_cast<const Bf16Linear*>(&gate);
+  const auto* u = dynamic_cast<const Bf16Linear*>(&up);
+  const auto* d = dynamic_cast<const Bf16Linear*>(&down);
+  if (g == nullptr || u == nullptr || d == nullptr || g->has_bias() || u->has_bias() || d->has_bias()) return false;
+  if (g->in_features() != u->in_features() || g->out_features() != u->out_features() ||
+      d->in_features() != g->out_features())
+    return false;
+  return cpu::swiglu_bf16w_packed(X, M, g->in_features(), g->data(), u->data(), g->out_features(), H, p);
+}
+
+void down_forward_packed(const Linear& down, const cpu::AmxPackedX& H, float* Y) {
+  const auto* d = dynamic_cast<const Bf16Linear*>(&down);
+  LQ_CHECK(d != nullptr && !d->has_bias() && d->in_features() == H.K,
+           "down_forward_packed: the layer must be a bias-free bf16 linear with {} inputs", H.K);
+  cpu::matmul_bf16w_packed(H, d->data(), d->out_features(), Y);
+}
+
 // Reads a float tensor of any float dtype into fp32 values.
 std::vector<float> tensor_to_f32(const TensorInfo& t) {
   const int64_t n = t.numel();

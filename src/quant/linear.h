@@ -14,6 +14,7 @@
 #include "core/precision.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "kernels/cpu/amx_gemm.h"
 
 namespace lq {
 
@@ -63,6 +64,16 @@ void forward_group(std::span<const Linear* const> layers, const float* X, int64_
 // this call (cpu::swiglu_bf16w: BF16 prefill on AMX); the result is bitwise that of
 // the two forwards and cpu::silu_mul. Returns false (nothing written) otherwise.
 bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_t M, float* H, Precision p);
+
+// The whole MLP's products in two steps with H kept packed in bf16 between them
+// (cpu::swiglu_bf16w_packed, cpu::matmul_bf16w_packed): when gate, up and down are
+// bias-free Bf16Linear of matching shapes and the kernels fuse this call (BF16
+// prefill on AMX). swiglu_forward_packed returns false (nothing written)
+// otherwise; down_forward_packed then gives Y = H down^T, bitwise the result of
+// swiglu_forward and down.forward.
+bool swiglu_forward_packed(const Linear& gate, const Linear& up, const Linear& down, const float* X, int64_t M,
+                           cpu::AmxPackedX* H, Precision p);
+void down_forward_packed(const Linear& down, const cpu::AmxPackedX& H, float* Y);
 
 // Builds the linear layer `prefix` (e.g. "model.layers.0.self_attn.q_proj") of
 // shape [out, in] from a checkpoint: bf16/f16/f32 weights here, quantized formats

@@ -29,7 +29,13 @@
 //   4. C tiles are stored to one of two 4 KiB buffers; the AVX-512 epilogue
 //      (16x16 transpose, masked row stores into Y for the M/N tails, "add" for
 //      K blocks after the first) of a block runs after the next block's first
-//      k steps have been issued, overlapping the AMX unit (+6%).
+//      k steps have been issued, overlapping the AMX unit (+6%). For K blocks
+//      after the first, the block's Y rows are prefetched into L1 during its k
+//      steps (the read-add-write would otherwise wait on L3/DRAM).
+//   5. SwiGLU mode (W2 = up weights): per block both products, and an epilogue
+//      that combines them with silu_mul into H: fp32 rows into Y, or (packed
+//      mode, hp) bf16 pairs in the packed X layout of step 1, which the next
+//      GEMM (the down projection) takes as its X without packing.
 // FP8 weights (gemm_fp8w_amx): the same kernel; step 3 converts the E4M3 codes
 // to their exact bf16 values while it copies them into the panel (AVX-512:
 // normal codes by integer arithmetic on the bits, the 8 subnormal magnitudes by
@@ -144,6 +150,8 @@ struct Problem {
   float* Y;
   int64_t kb, mb;         // blocking (blocking_for)
   const uint16_t* W2 = nullptr;  // SwiGLU mode: up weights [N, K] (W = gate); Y = silu(X W^T) * (X W2^T)
+  uint32_t* hp = nullptr;        // SwiGLU mode with packed output: H goes here (B layout, Np/2 pairs), not to Y
+  int64_t hKP2 = 0;              // pairs per 16-row group of hp (Np / 2)
 };
 
 // Writes v's first nv lanes to y: streaming store when `stream` and the row is a
@@ -207,6 +215,32 @@ LQ_AMX_FN inline void store_block_swiglu(const Problem& pr, const float* cg, con
     const __mmask16 mask = nv >= 16 ? __mmask16(0xffff) : __mmask16((1u << nv) - 1u);
     for (int64_t j = 0; j < mv; ++j) {
       store_row(pr.Y + (m0 + j) * pr.N + nt, _mm512_load_ps(h + j * 32 + 16 * half), nv, mask, /*stream=*/true);
+    }
+  }
+}
+
+// SwiGLU epilogue writing H as the packed bf16 operand of the next product (the
+// down projection): the layout pack_x_block produces for an X of Np columns, so
+// the next GEMM reads it without a pack. A C tile's row i holds 16 m values of
+// one n; pair p = (n = 2p, 2p + 1) of the 16 rows m is the lane-wise interleave of
+// two tile rows, so no transpose is needed. silu_mul runs on the tile layout
+// (elementwise: same bits as in any other layout), and each value is rounded
+// with to_bf16_lanes, exactly as pack_x_block rounds an fp32 H: the next product
+// gets bitwise the operand the unfused path packs. Padding rows (m >= M) and
+// columns (n >= N) come out exactly 0 (zero X rows / zero W panel rows give
+// silu(0) * 0 = 0), as the packed layout requires.
+LQ_AMX_FN inline void store_block_swiglu_packed(const Problem& pr, const float* cg, const float* cu, int64_t n0,
+                                                int64_t m0) {
+  alignas(64) float h[4 * 256];
+  silu_mul(cg, cu, 4 * 256, h);
+  for (int c = 0; c < 4; ++c) {
+    const int64_t nt = n0 + 16 * (c >> 1), mt = m0 + 16 * (c & 1);
+    uint32_t* dst = pr.hp + ((mt / 16) * pr.hKP2 + nt / 2) * 16;
+    const float* hc = h + 256 * c;
+    for (int p = 0; p < 8; ++p) {
+      const __m512i lo = x86::to_bf16_lanes(_mm512_load_ps(hc + 32 * p));
+      const __m512i hi = x86::to_bf16_lanes(_mm512_load_ps(hc + 32 * p + 16));
+      _mm512_store_si512(dst + 16 * p, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
     }
   }
 }
@@ -279,6 +313,20 @@ LQ_AMX_FN void pack_w_panel(const Rows& rows, int64_t K, int64_t N, int64_t n0, 
 struct PanelPrefetch {
   const char* base = nullptr;
   int64_t row_stride = 0, lines_per_row = 0, rows = 0, total = 0, done = 0, per_call = 0;
+  bool to_l1 = false;  // prefetch into L1 (T0) instead of L2 (T1)
+  PanelPrefetch() = default;
+  // Rows [0, nrows) of `bytes` bytes each, `stride` bytes apart, from p.
+  static PanelPrefetch rows_of(const void* p, int64_t stride, int64_t bytes, int64_t nrows, int64_t calls) {
+    PanelPrefetch f;
+    if (p == nullptr || nrows <= 0 || bytes <= 0 || calls <= 0) return f;
+    f.base = static_cast<const char*>(p);
+    f.row_stride = stride;
+    f.lines_per_row = (bytes + 63) / 64;
+    f.rows = nrows;
+    f.total = nrows * f.lines_per_row;
+    f.per_call = (f.total + calls - 1) / calls;
+    return f;
+  }
   PanelPrefetch(const Problem& pr, const void* w, int64_t n0, int64_t s0, int64_t s1, int64_t calls) {
     if (w == nullptr || n0 >= pr.N || calls <= 0) return;
     const int64_t elt = pr.W8 ? 1 : 2;
@@ -294,7 +342,8 @@ struct PanelPrefetch {
   int64_t row = 0, col = 0;
   void step() {
     for (int64_t i = 0; i < per_call && done < total; ++i, ++done) {
-      _mm_prefetch(base + row * row_stride + col * 64, _MM_HINT_T1);
+      if (to_l1) _mm_prefetch(base + row * row_stride + col * 64, _MM_HINT_T0);
+      else _mm_prefetch(base + row * row_stride + col * 64, _MM_HINT_T1);
       if (++col == lines_per_row) {
         col = 0;
         ++row;
@@ -330,7 +379,8 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
   const Problem* pend_pr = &p0;
   auto flush = [&] {
     if (!pending) return;
-    if (swiglu) store_block_swiglu(*pend_pr, cbuf[cur ^ 1][0], cbuf[cur ^ 1][1], pend_n0, pend_m);
+    if (swiglu && pend_pr->hp) store_block_swiglu_packed(*pend_pr, cbuf[cur ^ 1][0], cbuf[cur ^ 1][1], pend_n0, pend_m);
+    else if (swiglu) store_block_swiglu(*pend_pr, cbuf[cur ^ 1][0], cbuf[cur ^ 1][1], pend_n0, pend_m);
     else store_block(*pend_pr, cbuf[cur ^ 1][0], pend_n0, pend_m, pend_first);
     pending = false;
   };
@@ -398,6 +448,17 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
         PanelPrefetch pf1(pr_next, has_next && swiglu ? pr_next.W2 : nullptr, lnb_next * 32, s0, s1,
                           swiglu ? calls : 0);
         for (int64_t m = mb; m < mb1; m += 32) {
+          // K blocks after the first add to Y: fetch this block's Y rows (from L3
+          // or DRAM: Y is too large for L2) into L1 while its tile products run,
+          // so the deferred epilogue's read-add-write finds them in cache.
+          // Measured on the down projection (K = 8192, four K blocks): 196-199 ->
+          // 187-190 ms per 512-token prefill (T1, into L2: 188-195).
+          PanelPrefetch pfy;
+          if (!first)
+            pfy = PanelPrefetch::rows_of(pr.Y + m * pr.N + lnb * 32, pr.N * 4,
+                                         std::min<int64_t>(32, pr.N - lnb * 32) * 4,
+                                         std::min<int64_t>(32, pr.M - m), s1 - s0);
+          pfy.to_l1 = true;
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
           for (int w = 0; w < nw; ++w) {
@@ -420,6 +481,7 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
                 _tile_dpbf16ps(3, 5, 7);
                 pf0.step();
                 pf1.step();
+                pfy.step();
               }
             };
             if (w == 0) {
@@ -460,8 +522,10 @@ void check_args(const char* fn, const float* X, int64_t M, int64_t K, const void
              static_cast<const void*>(X), W, M, K, N);
 }
 
-// Per calling thread, reused across calls (no fresh page faults per call).
+// Per calling thread, reused across calls (no fresh page faults per call): the
+// packed X of a call, and the packed H of the last gemm_bf16w_amx_swiglu_packed.
 thread_local std::vector<uint32_t> tl_xpacked;
+thread_local std::vector<uint32_t> tl_hpacked;
 
 // First 64-byte aligned element of v after making room for n elements: tile
 // rows must not straddle cache lines (an unaligned 64-byte row costs two
@@ -502,11 +566,17 @@ struct Out {
 };
 
 // X is packed once for all outputs (at most 3; SwiGLU and FP8 calls have one).
-void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* outs, int n_out) {
+// `pre`: X given already packed (X is then null and M, K are pre's). `hout`: the
+// SwiGLU output H goes packed to the calling thread's tl_hpacked (outs[0].Y unused).
+void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* outs, int n_out,
+              const AmxPackedX* pre = nullptr, AmxPackedX* hout = nullptr) {
   LQ_CHECK(n_out >= 1 && n_out <= 3, "{}: {} outputs (1 to 3 supported)", fn, n_out);
   for (int i = 0; i < n_out; ++i) {
     const Out& o = outs[i];
-    check_args(fn, X, M, K, o.W ? static_cast<const void*>(o.W) : static_cast<const void*>(o.W8), o.N, o.Y);
+    const void* w = o.W ? static_cast<const void*>(o.W) : static_cast<const void*>(o.W8);
+    if (pre) check_args(fn, reinterpret_cast<const float*>(pre->data), M, K, w, o.N, o.Y);
+    else if (hout) check_args(fn, X, M, K, w, o.N, reinterpret_cast<const float*>(o.W2));
+    else check_args(fn, X, M, K, w, o.N, o.Y);
   }
   LQ_CHECK(amx_available(), "{}: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})", fn, M, K, outs[0].N);
   if (M == 0) return;
@@ -521,17 +591,30 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
   // Before any work: the fused SwiGLU needs the complete sums in one K block.
   LQ_CHECK(!swiglu || Kp <= bl.kb, "{}: K={} needs more than one K block (fused SwiGLU needs one)", fn, K);
 
-  uint32_t* xp32 = aligned_scratch(tl_xpacked, size_t(Mp * Kp / 2));
-  parallel_for(Mp / 16, [&](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xp32);
-  });
+  const uint32_t* xp32 = pre ? pre->data : nullptr;
+  if (!pre) {
+    uint32_t* xw = aligned_scratch(tl_xpacked, size_t(Mp * Kp / 2));
+    parallel_for(Mp / 16, [&](int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; ++j) pack_x_block(X, M, K, Kp, j, xw);
+    });
+    xp32 = xw;
+  }
+  uint32_t* hp = nullptr;
+  int64_t hKP2 = 0;
+  if (hout) {
+    const int64_t Np = (outs[0].N + 31) / 32 * 32;
+    hKP2 = Np / 2;
+    hp = aligned_scratch(tl_hpacked, size_t(Mp * Np / 2));
+    *hout = AmxPackedX{hp, M, outs[0].N};
+  }
 
   Problem prs[3];
   int np = 0;
   for (int i = 0; i < n_out; ++i) {
     const Out& o = outs[i];
     if (o.N == 0) continue;  // nothing to compute (check_args allowed it)
-    prs[np++] = Problem{M, K, o.N, Mp, Kp, o.W, o.W8, reinterpret_cast<const uint16_t*>(xp32), o.Y, bl.kb, bl.mb, o.W2};
+    prs[np++] = Problem{M, K, o.N, Mp, Kp, o.W, o.W8, reinterpret_cast<const uint16_t*>(xp32), o.Y, bl.kb, bl.mb, o.W2,
+                        hp, hKP2};
   }
   if (np == 0) return;
   const int64_t phases = (Kp + bl.kb - 1) / bl.kb * ((Mp + bl.mb - 1) / bl.mb);
@@ -575,6 +658,24 @@ void gemm_bf16w_amx_swiglu(const float* X, int64_t M, int64_t K, const uint16_t*
   LQ_CHECK(K > 0 || M == 0 || N == 0, "gemm_bf16w_amx_swiglu: K must be positive (M={} N={})", M, N);
   const Out o{Wg, nullptr, N, H, Wu};
   gemm_amx("gemm_bf16w_amx_swiglu", X, M, K, &o, 1);
+}
+
+AmxPackedX gemm_bf16w_amx_swiglu_packed(const float* X, int64_t M, int64_t K, const uint16_t* Wg,
+                                         const uint16_t* Wu, int64_t N) {
+  LQ_CHECK(M > 0 && N > 0 && K > 0, "gemm_bf16w_amx_swiglu_packed: empty shape M={} K={} N={}", M, K, N);
+  LQ_CHECK(Wu != nullptr, "gemm_bf16w_amx_swiglu_packed: null up weights (M={} K={} N={})", M, K, N);
+  // Y is unused in this mode; Wu stands in for the "output" pointer check.
+  const Out o{Wg, nullptr, N, nullptr, Wu};
+  AmxPackedX h;
+  gemm_amx("gemm_bf16w_amx_swiglu_packed", X, M, K, &o, 1, nullptr, &h);
+  return h;
+}
+
+void gemm_bf16w_amx_packed(const AmxPackedX& X, const uint16_t* W, int64_t N, float* Y) {
+  LQ_CHECK(X.data != nullptr && X.M > 0 && X.K > 0 && reinterpret_cast<uintptr_t>(X.data) % 64 == 0,
+           "gemm_bf16w_amx_packed: invalid packed operand (M={} K={})", X.M, X.K);
+  const Out o{W, nullptr, N, Y};
+  gemm_amx("gemm_bf16w_amx_packed", nullptr, X.M, X.K, &o, 1, &X);
 }
 
 void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst) {

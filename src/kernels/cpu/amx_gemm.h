@@ -55,6 +55,24 @@ bool amx_swiglu_fusable(int64_t K);
 void gemm_bf16w_amx_swiglu(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu,
                            int64_t N, float* H);
 
+// The SwiGLU output kept for the next product (the MLP's down projection): H
+// rounded to bf16 and stored in the GEMM's packed activation layout (VNNI pairs,
+// M and K padded to multiples of 32 with zeros; amx_gemm.cc), so the down
+// projection starts without packing and no fp32 H exists in memory.
+struct AmxPackedX {
+  const uint32_t* data = nullptr;  // 64-byte aligned
+  int64_t M = 0, K = 0;            // logical shape of H
+};
+// H = silu(bf16(X) Wg^T) * (bf16(X) Wu^T) as gemm_bf16w_amx_swiglu computes it,
+// returned packed. The buffer belongs to the calling thread and stays valid until
+// that thread's next call of this function. Needs M, K, N > 0 and
+// amx_swiglu_fusable(K); throws otherwise, or without AMX.
+AmxPackedX gemm_bf16w_amx_swiglu_packed(const float* X, int64_t M, int64_t K, const uint16_t* Wg,
+                                        const uint16_t* Wu, int64_t N);
+// Y[X.M, N] = X · W^T for a packed X (W bf16 [N, X.K]): bitwise what gemm_bf16w_amx
+// gives on the fp32 H that the packed values were rounded from.
+void gemm_bf16w_amx_packed(const AmxPackedX& X, const uint16_t* W, int64_t N, float* Y);
+
 // dst[i] = the bf16 bits of fp8e4m3_to_f32(src[i]) (exact), AVX-512 when amx_available(),
 // else scalar (same formula). The NaN codes 0x7f / 0xff give +-480 (see above).
 void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst);

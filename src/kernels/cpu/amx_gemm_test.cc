@@ -238,6 +238,52 @@ TEST(AmxGemm, SwigluEqualsUnfusedOps) {
   EXPECT_EQ(H[0], 7.0f);
 }
 
+// SwiGLU with packed output, then the down projection from it: the packed words
+// are exactly f32_to_bf16 of the fp32 H of gemm_bf16w_amx_swiglu in the pair
+// layout (zeros in the padding), and the down product is bitwise
+// gemm_bf16w_amx on that fp32 H; with tails in M, K, N, N2, a down K (= N) of
+// several K blocks, in-place and copied weights, 1 and 2 threads.
+TEST(AmxGemm, SwigluPackedThenDownEqualsUnfused) {
+  LQ_REQUIRE_AMX();
+  const int64_t shapes[][4] = {{37, 96, 80, 40}, {200, 256, 300, 64}, {64, 2048, 4200, 33}, {5, 32, 16, 16}};
+  for (const auto& sh : shapes) {
+    const int64_t M = sh[0], K = sh[1], N = sh[2], N2 = sh[3];
+    const Problem g = make_problem(M, K, N, uint32_t(K + N + 7));
+    const Problem u = make_problem(M, K, N, uint32_t(K + N + 8));
+    const Problem d = make_problem(1, N, N2, uint32_t(N + N2));  // down weights [N2, N]
+    for (int64_t off : {0, 4}) {
+      AlignedVector<uint16_t> wg(g.W.size() + 4), wu(u.W.size() + 4), wd(d.W.size() + 4);
+      std::copy(g.W.begin(), g.W.end(), wg.begin() + off);
+      std::copy(u.W.begin(), u.W.end(), wu.begin() + off);
+      std::copy(d.W.begin(), d.W.end(), wd.begin() + off);
+      for (int threads : {1, 2}) {
+        ThreadCount tc(threads);
+        std::vector<float> H(size_t(M * N)), want(size_t(M * N2)), got(size_t(M * N2), -1.0f);
+        gemm_bf16w_amx_swiglu(g.X.data(), M, K, wg.data() + off, wu.data() + off, N, H.data());
+        gemm_bf16w_amx(H.data(), M, N, wd.data() + off, N2, want.data());
+        const AmxPackedX hp = gemm_bf16w_amx_swiglu_packed(g.X.data(), M, K, wg.data() + off, wu.data() + off, N);
+        ASSERT_EQ(hp.M, M);
+        ASSERT_EQ(hp.K, N);
+        const int64_t Mp = (M + 31) / 32 * 32, KP2 = (N + 31) / 32 * 16;
+        for (int64_t m = 0; m < Mp; ++m)
+          for (int64_t p = 0; p < KP2; ++p) {
+            auto hv = [&](int64_t n) -> uint32_t { return m < M && n < N ? f32_to_bf16(H[size_t(m * N + n)]) : 0u; };
+            const uint32_t w = hp.data[((m / 16) * KP2 + p) * 16 + m % 16];
+            ASSERT_EQ(w, hv(2 * p) | (hv(2 * p + 1) << 16)) << "M=" << M << " N=" << N << " m=" << m << " pair " << p;
+          }
+        gemm_bf16w_amx_packed(hp, wd.data() + off, N2, got.data());
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_EQ(std::bit_cast<uint32_t>(want[i]), std::bit_cast<uint32_t>(got[i]))
+              << "M=" << M << " K=" << K << " N=" << N << " N2=" << N2 << " off=" << off << " threads=" << threads
+              << " at " << i;
+      }
+    }
+  }
+  const Problem p = make_problem(40, 8192, 20, 6);  // two K blocks: not fusable
+  EXPECT_THROW(gemm_bf16w_amx_swiglu_packed(p.X.data(), 40, 8192, p.W.data(), p.W.data(), 20), Error);
+  EXPECT_THROW(gemm_bf16w_amx_packed(AmxPackedX{}, p.W.data(), 20, nullptr), Error);
+}
+
 // Grouped outputs (q/k/v): each output bitwise what gemm_bf16w_amx gives for it
 // alone, with outputs of different N (tails, an empty one), in-place and copied
 // weights, one and two K blocks, 1 and 2 threads; matmul_bf16w_group too (also its

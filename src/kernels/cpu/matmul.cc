@@ -237,6 +237,18 @@ bool swiglu_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* Wg, cons
   return true;
 }
 
+bool swiglu_bf16w_packed(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
+                         AmxPackedX* H, Precision p) {
+  if (p != Precision::BF16 || M <= kGemvMaxRows || N <= 0 || !use_amx_gemm() || !amx_swiglu_fusable(K)) return false;
+  LQ_CHECK(H != nullptr, "swiglu_bf16w_packed: null output handle (M={} K={} N={})", M, K, N);
+  *H = gemm_bf16w_amx_swiglu_packed(X, M, K, Wg, Wu, N);
+  return true;
+}
+
+void matmul_bf16w_packed(const AmxPackedX& H, const uint16_t* W, int64_t N, float* Y) {
+  gemm_bf16w_amx_packed(H, W, N, Y);
+}
+
 void matmul_bf16w_ref(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
                       Precision p) {
   check_args("matmul_bf16w_ref", X, M, K, W, N, Y);

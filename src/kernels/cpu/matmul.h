@@ -16,6 +16,7 @@
 #include <string>
 
 #include "core/precision.h"
+#include "kernels/cpu/amx_gemm.h"
 
 namespace lq::cpu {
 
@@ -46,6 +47,18 @@ void matmul_bf16w_group(const float* X, int64_t M, int64_t K, const Bf16WeightOu
 // caller runs the three ops.
 bool swiglu_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
                   float* H, Precision p);
+
+// The same SwiGLU with H kept packed as the bf16 operand of the next product (the
+// down projection, matmul_bf16w_packed) instead of an fp32 [M, N] array: H is
+// written once as bf16 and the next GEMM starts without a pack. Applies where
+// swiglu_bf16w does (and then the next product of M rows runs on the AMX GEMM too);
+// returns false (nothing written) otherwise. H's buffer belongs to the calling
+// thread until its next call (amx_gemm.h gemm_bf16w_amx_swiglu_packed).
+bool swiglu_bf16w_packed(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
+                         AmxPackedX* H, Precision p);
+// Y[H.M, N] = H · W^T (W bf16 [N, H.K]): bitwise what matmul_bf16w gives in
+// Precision::BF16 for the fp32 H the packed values were rounded from.
+void matmul_bf16w_packed(const AmxPackedX& H, const uint16_t* W, int64_t N, float* Y);
 
 void matmul_bf16w_ref(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
                       Precision p);

@@ -52,6 +52,29 @@ void MappedFile::release(const uint8_t* p, size_t n) const {
   if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // advisory: errors ignored
 }
 
+void MappedFile::read(const uint8_t* p, size_t n, void* dst) const {
+  if (n == 0) return;
+  LQ_CHECK(data_ && p >= data_ && n <= size_ && size_t(p - data_) <= size_ - n,
+           "{}: read of {} bytes outside the mapped file ({} bytes)", path_, n, size_);
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open: {}", path_, std::strerror(errno));
+  auto* out = static_cast<uint8_t*>(dst);
+  size_t done = 0;
+  const off_t base = off_t(p - data_);
+  while (done < n) {
+    const ssize_t r = ::pread(fd, out + done, n - done, base + off_t(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int e = errno;
+      ::close(fd);
+      if (r == 0) fail("{}: file ends at byte {} (truncated since it was opened?)", path_, size_t(base) + done);
+      fail("{}: read error at byte {}: {}", path_, size_t(base) + done, std::strerror(e));
+    }
+    done += size_t(r);
+  }
+  ::close(fd);
+}
+
 MappedFile::MappedFile(MappedFile&& o) noexcept { *this = std::move(o); }
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {

@@ -35,15 +35,16 @@ class PhaseTimer {
   explicit PhaseTimer(const char* first) { start(first); }
   ~PhaseTimer() { stop(); }
   void next(const char* name) { stop(); start(name); }
+  // Ends the current phase early (the destructor then adds nothing).
+  void stop() {
+    if (name_) add(name_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+    name_ = nullptr;
+  }
 
  private:
   void start(const char* name) {
     name_ = enabled() ? name : nullptr;
     if (name_) t0_ = std::chrono::steady_clock::now();
-  }
-  void stop() {
-    if (name_) add(name_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
-    name_ = nullptr;
   }
   const char* name_ = nullptr;
   std::chrono::steady_clock::time_point t0_;

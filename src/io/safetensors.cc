@@ -307,6 +307,20 @@ void SafeTensors::release(const std::string& prefix) const {
     for (const auto& f : files_) f->release(it->second.data, it->second.nbytes);  // no-op outside each mapping
 }
 
+void SafeTensors::read(const std::string& name, void* dst) const {
+  const TensorInfo& t = get(name);
+  for (const auto& f : files_) {
+    if (t.data < f->data() || t.data >= f->data() + f->size()) continue;
+    try {
+      f->read(t.data, t.nbytes, dst);
+    } catch (const Error& e) {
+      fail("tensor '{}': {}", name, e.what());
+    }
+    return;
+  }
+  LQ_CHECK(t.nbytes == 0, "{}: tensor '{}' is in no mapped file", t.file, name);
+}
+
 size_t SafeTensors::total_bytes() const {
   size_t s = 0;
   for (const auto& kv : tensors_) s += kv.second.nbytes;

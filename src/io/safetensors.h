@@ -50,6 +50,9 @@ class SafeTensors {
   // (MappedFile::release): for tensors the caller has copied into its own layout.
   // Their data stays readable (re-read from the file on access).
   void release(const std::string& prefix) const;
+  // Copies the tensor's bytes (nbytes) into dst from its file (MappedFile::read:
+  // pread, the mapping is not touched). Throws naming file and tensor on failure.
+  void read(const std::string& name, void* dst) const;
 
  private:
   std::string source_;

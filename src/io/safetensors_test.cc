@@ -480,3 +480,40 @@ TEST(SafeTensors, ReleaseKeepsDataReadable) {
 }
 }  // namespace
 }  // namespace lq
+
+namespace lq {
+namespace {
+// read(name, dst) copies a tensor's bytes with pread, from the right file of a
+// sharded checkpoint; a name that does not exist, or a file truncated after it
+// was opened (the read comes up short), is an error naming file and tensor.
+TEST(SafeTensors, ReadCopiesTensorBytes) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "read_shards";
+  std::filesystem::create_directories(dir);
+  std::vector<float> a(3000), b(50);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(i) * 0.25f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = -float(i) - 1.0f;
+  write_safetensors(dir / "model-00001-of-00002.safetensors", {{"a", DType::F32, {3000}, a.data()}});
+  write_safetensors(dir / "model-00002-of-00002.safetensors", {{"b", DType::F32, {50}, b.data()}});
+  std::ofstream(dir / "model.safetensors.index.json")
+      << R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})";
+  SafeTensors st = SafeTensors::open(dir.string());
+  std::vector<float> ga(a.size(), 7.0f), gb(b.size(), 7.0f);
+  st.read("a", ga.data());
+  st.read("b", gb.data());
+  EXPECT_EQ(ga, a);
+  EXPECT_EQ(gb, b);
+  EXPECT_THROW(st.read("c", ga.data()), Error);
+  // Truncate shard 1 under the open reader: the pread comes up short.
+  ASSERT_EQ(::truncate((dir / "model-00001-of-00002.safetensors").c_str(), 200), 0);
+  try {
+    st.read("a", ga.data());
+    FAIL() << "short read not reported";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("tensor 'a'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model-00001-of-00002.safetensors"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  }
+}
+}  // namespace
+}  // namespace lq

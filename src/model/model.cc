@@ -21,14 +21,13 @@ namespace {
 
 std::vector<uint16_t> bf16_vector(const SafeTensors& st, const std::string& name, int64_t n) {
   Bf16Tensor t = bf16_weight(st, name, {n});
-  if (!t.owned.empty()) return t.owned;
   return std::vector<uint16_t>(t.ptr, t.ptr + n);
 }
 
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& dir) {
+std::unique_ptr<Model> Model::load(const std::string& dir, WeightStorage storage) {
   std::unique_ptr<Model> m(new Model());
   m->dir_ = dir;
   m->cfg_ = load_model_config(dir);
@@ -37,14 +36,14 @@ std::unique_ptr<Model> Model::load(const std::string& dir) {
   const SafeTensors& st = m->st_;
   const int64_t H = c.hidden_size;
 
-  Bf16Tensor emb = bf16_weight(st, "model.embed_tokens.weight", {c.vocab_size, H});
+  Bf16Tensor emb = resident_bf16_weight(st, "model.embed_tokens", {c.vocab_size, H}, storage);
   m->embed_owned_ = std::move(emb.owned);
   m->embed_ = m->embed_owned_.empty() ? emb.ptr : m->embed_owned_.data();
   m->final_norm_ = bf16_vector(st, "model.norm.weight", H);
   if (c.tie_word_embeddings && !st.has("lm_head.weight")) {
     m->lm_head_ = std::make_unique<Bf16Linear>(m->embed_, c.vocab_size, H, std::vector<float>{});
   } else {
-    m->lm_head_ = load_linear(st, c, "lm_head", c.vocab_size, H, false);
+    m->lm_head_ = load_linear(st, c, "lm_head", c.vocab_size, H, false, storage);
   }
   // Layers load in parallel: quantized checkpoints are converted into kernel layouts
   // here (unpacking, validation, re-packing), which is CPU work per layer (llama-3.2-1b
@@ -57,13 +56,13 @@ std::unique_ptr<Model> Model::load(const std::string& dir) {
       try {
         const std::string p = "model.layers." + std::to_string(i);
         LayerWeights& L = m->layers_[size_t(i)];
-        L.q = load_linear(st, c, p + ".self_attn.q_proj", c.q_dim(), H, c.attention_bias);
-        L.k = load_linear(st, c, p + ".self_attn.k_proj", c.kv_dim(), H, c.attention_bias);
-        L.v = load_linear(st, c, p + ".self_attn.v_proj", c.kv_dim(), H, c.attention_bias);
-        L.o = load_linear(st, c, p + ".self_attn.o_proj", H, c.q_dim(), c.o_bias);
-        L.gate = load_linear(st, c, p + ".mlp.gate_proj", c.intermediate_size, H, c.mlp_bias);
-        L.up = load_linear(st, c, p + ".mlp.up_proj", c.intermediate_size, H, c.mlp_bias);
-        L.down = load_linear(st, c, p + ".mlp.down_proj", H, c.intermediate_size, c.mlp_bias);
+        L.q = load_linear(st, c, p + ".self_attn.q_proj", c.q_dim(), H, c.attention_bias, storage);
+        L.k = load_linear(st, c, p + ".self_attn.k_proj", c.kv_dim(), H, c.attention_bias, storage);
+        L.v = load_linear(st, c, p + ".self_attn.v_proj", c.kv_dim(), H, c.attention_bias, storage);
+        L.o = load_linear(st, c, p + ".self_attn.o_proj", H, c.q_dim(), c.o_bias, storage);
+        L.gate = load_linear(st, c, p + ".mlp.gate_proj", c.intermediate_size, H, c.mlp_bias, storage);
+        L.up = load_linear(st, c, p + ".mlp.up_proj", c.intermediate_size, H, c.mlp_bias, storage);
+        L.down = load_linear(st, c, p + ".mlp.down_proj", H, c.intermediate_size, c.mlp_bias, storage);
         L.attn_norm = bf16_vector(st, p + ".input_layernorm.weight", H);
         L.mlp_norm = bf16_vector(st, p + ".post_attention_layernorm.weight", H);
       } catch (...) {
@@ -157,6 +156,15 @@ std::vector<float> Session::forward(std::span<const int32_t> ids, int64_t n_logi
   return logits;
 }
 
+namespace {
+// Activation scratch of the forward pass, per calling thread (see Session in
+// model.h), sized by the largest chunk seen; cache-line aligned (GEMM operands).
+struct ForwardScratch {
+  AlignedVector<float> x, h, q, k, v, att, g, u, cos, sin;
+};
+thread_local ForwardScratch tl_scratch;
+}  // namespace
+
 void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, float* logits_out) {
   const ModelConfig& c = m_.config();
   const Precision prec = opt_.precision;
@@ -164,18 +172,18 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
   const int64_t QD = c.q_dim(), KVD = c.kv_dim(), I = c.intermediate_size;
   const int64_t pos0 = pos_;
 
+  profile::PhaseTimer setup("embed+scratch");
   auto grow = [](AlignedVector<float>& b, int64_t n) -> AlignedVector<float>& {
     if (int64_t(b.size()) < n) b.resize(size_t(n));
     return b;
   };
-  AlignedVector<float>& x = grow(x_, T * H);
-  AlignedVector<float>& h = grow(h_, T * H);
-  AlignedVector<float>& q = grow(q_, T * QD);
-  AlignedVector<float>& k = grow(k_, T * KVD);
-  AlignedVector<float>& v = grow(v_, T * KVD);
-  AlignedVector<float>& att = grow(att_, T * QD);
-  AlignedVector<float>& g = grow(g_, T * I);
-  AlignedVector<float>& u = grow(u_, T * I);
+  ForwardScratch& sc = tl_scratch;
+  AlignedVector<float>& x = grow(sc.x, T * H);
+  AlignedVector<float>& h = grow(sc.h, T * H);
+  AlignedVector<float>& q = grow(sc.q, T * QD);
+  AlignedVector<float>& k = grow(sc.k, T * KVD);
+  AlignedVector<float>& v = grow(sc.v, T * KVD);
+  AlignedVector<float>& att = grow(sc.att, T * QD);
 
   // Embedding rows (bf16 -> fp32, exact).
   const uint16_t* E = m_.embed_bf16();
@@ -187,8 +195,8 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
   // RoPE tables for this chunk's positions, as transformers computes them: the
   // angle float32(inv_freq * pos) in float32, cos/sin of it, times the attention factor.
   const int64_t half = D / 2;
-  AlignedVector<float>& cos_t = grow(cos_, T * half);
-  AlignedVector<float>& sin_t = grow(sin_, T * half);
+  AlignedVector<float>& cos_t = grow(sc.cos, T * half);
+  AlignedVector<float>& sin_t = grow(sc.sin, T * half);
   const std::vector<float>& inv = m_.inv_freq();
   const double af = m_.rope_attention_factor();
   for (int64_t t = 0; t < T; ++t) {
@@ -200,6 +208,7 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
     }
   }
 
+  setup.stop();
   const float eps = float(c.rms_norm_eps);
   const float scale = float(1.0 / std::sqrt(double(D)));
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -260,7 +269,10 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
       pt.next("matmul.down");
       down_forward_packed(*L.down, hp, h.data());
     } else {
+      // fp32 [T, I] buffers only on this path (the packed one needs none).
+      AlignedVector<float>& g = grow(sc.g, T * I);
       if (!swiglu_forward(*L.gate, *L.up, h.data(), T, g.data(), prec)) {
+        AlignedVector<float>& u = grow(sc.u, T * I);
         L.gate->forward(h.data(), T, g.data(), prec);
         L.up->forward(h.data(), T, u.data(), prec);
         pt.next("silu_mul");

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <fstream>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -58,6 +60,56 @@ TEST(Synth, TinyLlamaLoadsRunsAndIsReproducible) {
   go.max_tokens = 4;
   auto r = generate(s, ids, go);
   EXPECT_EQ(r.ids.size(), 4u);
+}
+
+// Model::load copies bf16 weights into process memory by default (64-byte aligned,
+// not inside the mapped file) and can leave them mapped (WeightStorage::Mapped:
+// the layer reads the file's bytes in place); both give bitwise the same logits
+// in both precisions, for a prefill chunk (GEMM paths) and a decode step (GEMV).
+TEST(Synth, ResidentAndMappedWeightsGiveIdenticalLogits) {
+  const std::string a = temp_dir();
+  synth_checkpoint(synth_options("tiny-llama", 2, a, 11));
+  auto res = Model::load(a);
+  auto map = Model::load(a, WeightStorage::Mapped);
+  SafeTensors st = SafeTensors::open(a);
+  const auto* rq = dynamic_cast<const Bf16Linear*>(res->layer(1).down.get());
+  const auto* mq = dynamic_cast<const Bf16Linear*>(map->layer(1).down.get());
+  ASSERT_TRUE(rq != nullptr && mq != nullptr);
+  const uint8_t* mapped = st.get("model.layers.1.mlp.down_proj.weight").data;
+  // Where the bytes live, from /proc/self/maps: resident in anonymous memory, or
+  // (Mapped) inside a mapping of model.safetensors.
+  auto in_checkpoint_mapping = [](const void* p) {
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    while (std::getline(maps, line)) {
+      unsigned long b = 0, e = 0;
+      if (std::sscanf(line.c_str(), "%lx-%lx", &b, &e) == 2 && a >= b && a < e)
+        return line.find("model.safetensors") != std::string::npos;
+    }
+    return false;
+  };
+  EXPECT_FALSE(in_checkpoint_mapping(rq->data()));
+  EXPECT_TRUE(in_checkpoint_mapping(mq->data()));
+  EXPECT_FALSE(in_checkpoint_mapping(res->embed_bf16()));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(rq->data()) % 64, 0u);
+  EXPECT_EQ(std::memcmp(rq->data(), mapped, size_t(rq->in_features() * rq->out_features() * 2)), 0);
+  EXPECT_EQ(std::memcmp(mq->data(), mapped, size_t(mq->in_features() * mq->out_features() * 2)), 0);
+  std::vector<int32_t> ids;
+  for (int32_t i = 0; i < 40; ++i) ids.push_back(3 * i + 1);
+  for (Precision p : {Precision::BF16, Precision::F32}) {
+    SessionOptions so;
+    so.capacity = 64;
+    so.precision = p;
+    Session sr(*res, so), sm(*map, so);
+    std::vector<float> lr = sr.forward(ids, 2), lm = sm.forward(ids, 2);
+    ASSERT_EQ(lr.size(), lm.size());
+    EXPECT_EQ(std::memcmp(lr.data(), lm.data(), lr.size() * 4), 0) << "prefill, precision " << int(p);
+    const int32_t next[1] = {7};
+    lr = sr.forward(next, 1);
+    lm = sm.forward(next, 1);
+    EXPECT_EQ(std::memcmp(lr.data(), lm.data(), lr.size() * 4), 0) << "decode, precision " << int(p);
+  }
 }
 
 TEST(Synth, QwenShapeHasBiasesAndDifferentSeedsDiffer) {

@@ -1,5 +1,6 @@
 #include "quant/linear.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -14,7 +15,7 @@ namespace lq {
 // Bf16Linear
 
 Bf16Linear::Bf16Linear(const uint16_t* w, int64_t out, int64_t in, std::vector<float> bias,
-                       std::vector<uint16_t> owned)
+                       AlignedVector<uint16_t> owned)
     : w_(w), out_(out), in_(in), bias_(std::move(bias)), owned_(std::move(owned)) {
   if (!owned_.empty()) w_ = owned_.data();
 }
@@ -123,6 +124,19 @@ Bf16Tensor bf16_weight(const SafeTensors& st, const std::string& name, const std
   return r;
 }
 
+Bf16Tensor resident_bf16_weight(const SafeTensors& st, const std::string& prefix, const std::vector<int64_t>& shape,
+                                WeightStorage storage) {
+  Bf16Tensor t = bf16_weight(st, prefix + ".weight", shape);
+  const char* keep = std::getenv("LQ_MAP_WEIGHTS");
+  if (!t.owned.empty() || storage == WeightStorage::Mapped || (keep != nullptr && std::strcmp(keep, "1") == 0))
+    return t;
+  const size_t n = st.get(prefix + ".weight").nbytes / 2;
+  t.owned.resize(n);
+  st.read(prefix + ".weight", t.owned.data());  // pread: the mapped pages are never touched
+  t.ptr = t.owned.data();
+  return t;
+}
+
 namespace {
 
 std::vector<float> bias_vector(const SafeTensors& st, const std::string& name, int64_t n) {
@@ -135,7 +149,7 @@ std::vector<float> bias_vector(const SafeTensors& st, const std::string& name, i
 }  // namespace
 
 std::unique_ptr<Linear> load_linear(const SafeTensors& st, const ModelConfig& cfg, const std::string& prefix,
-                                    int64_t out, int64_t in, bool bias) {
+                                    int64_t out, int64_t in, bool bias, WeightStorage storage) {
   std::vector<float> b;
   if (bias) b = bias_vector(st, prefix + ".bias", out);
   // Quantized checkpoints: the family is decided per layer by the tensors present
@@ -161,7 +175,7 @@ std::unique_ptr<Linear> load_linear(const SafeTensors& st, const ModelConfig& cf
       return q;
     }
   }
-  Bf16Tensor w = bf16_weight(st, prefix + ".weight", {out, in});
+  Bf16Tensor w = resident_bf16_weight(st, prefix, {out, in}, storage);
   return std::make_unique<Bf16Linear>(w.ptr, out, in, std::move(b), std::move(w.owned));
 }
 

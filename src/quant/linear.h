@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/precision.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
@@ -31,12 +32,13 @@ class Linear {
   virtual int64_t weight_bytes() const = 0;
 };
 
-// bf16 weight [out, in], pointing into the mapped checkpoint (or into `owned`
-// when the checkpoint stores another float type and it had to be converted).
+// bf16 weight [out, in] in `owned` (resident_bf16_weight: a copy of the
+// checkpoint's bf16 tensor, or its conversion from another float type), or
+// pointing into the mapped checkpoint (LQ_MAP_WEIGHTS=1) or another layer's data.
 class Bf16Linear : public Linear {
  public:
   Bf16Linear(const uint16_t* w, int64_t out, int64_t in, std::vector<float> bias,
-             std::vector<uint16_t> owned = {});
+             AlignedVector<uint16_t> owned = {});
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   void forward(const float* X, int64_t M, float* Y, Precision p) const override;
@@ -49,7 +51,7 @@ class Bf16Linear : public Linear {
   const uint16_t* w_;
   int64_t out_, in_;
   std::vector<float> bias_;
-  std::vector<uint16_t> owned_;
+  AlignedVector<uint16_t> owned_;
 };
 
 // Y[i] = layers[i]->forward(X) for up to 3 layers reading the same X (q/k/v). When
@@ -79,18 +81,37 @@ void down_forward_packed(const Linear& down, const cpu::AmxPackedX& H, float* Y)
 // shape [out, in] from a checkpoint: bf16/f16/f32 weights here, quantized formats
 // according to the config's quantization_config. Checks every tensor's dtype and
 // shape and names file and tensor on error.
+// Where bf16 weights live (resident_bf16_weight): copied into process memory
+// (the default for running a model), or read in place from the mapped file (for
+// commands that only inspect a model: no copy, instant).
+enum class WeightStorage { Resident, Mapped };
+
 std::unique_ptr<Linear> load_linear(const SafeTensors& st, const ModelConfig& cfg, const std::string& prefix,
-                                    int64_t out, int64_t in, bool bias);
+                                    int64_t out, int64_t in, bool bias,
+                                    WeightStorage storage = WeightStorage::Resident);
 
 // Float tensor (BF16/F16/F32) as fp32 values; throws naming the tensor otherwise.
 std::vector<float> tensor_to_f32(const TensorInfo& t);
 
 // A bf16 view of a float weight tensor of the given shape: the mapped bytes if the
-// checkpoint stores bf16, else a converted copy in `owned`.
+// checkpoint stores bf16 (at an even address), else a converted copy in `owned`.
 struct Bf16Tensor {
   const uint16_t* ptr = nullptr;
-  std::vector<uint16_t> owned;
+  AlignedVector<uint16_t> owned;
 };
 Bf16Tensor bf16_weight(const SafeTensors& st, const std::string& name, const std::vector<int64_t>& shape);
+
+// The weight `prefix`.weight as bf16 in process memory for the engine: a mapped
+// bf16 tensor is copied into `owned` (64-byte aligned, on transparent huge pages,
+// core/aligned.h) and its mapped pages are released (SafeTensors::release), so
+// resident memory stays one copy of the weights. Why: the GEMM reads 64-byte
+// aligned weight rows in place (downloaded checkpoints align tensors to 8 bytes
+// only), and with 2 MiB pages decode and prefill lose fewer cycles to TLB misses
+// (docs/kernels-matmul.md "Resident weights"). The copy is read with pread, so
+// the mapped pages are never touched. WeightStorage::Mapped, or the environment
+// LQ_MAP_WEIGHTS=1, keeps the mapped bytes instead (no copy; slower kernels,
+// pages faulted in lazily).
+Bf16Tensor resident_bf16_weight(const SafeTensors& st, const std::string& prefix, const std::vector<int64_t>& shape,
+                                WeightStorage storage = WeightStorage::Resident);
 
 }  // namespace lq

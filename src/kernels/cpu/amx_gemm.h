@@ -2,7 +2,7 @@
 //
 //   Y[M, N] (fp32) = bf16(X)[M, K] · W[N, K]^T
 //
-// W is the mmapped bf16 checkpoint, read in place (never copied persistently);
+// W is the checkpoint's bf16 [N, K], read in place (never re-laid-out);
 // X is fp32 and rounded to bf16 (round to nearest even, bit-exact with
 // core/dtype.h f32_to_bf16) while it is packed once per call.
 // See amx_gemm.cc and docs/kernels-matmul.md for the design.

@@ -1,8 +1,8 @@
 // kernels/cpu/matmul.h: linear layers with bf16 weights.
 //
 // Weights are stored as Hugging Face stores them: W[N, K] row-major (out x in),
-// bfloat16 raw bits, usually straight from the mmapped checkpoint (never copied
-// or re-laid-out persistently, so resident memory stays = checkpoint size).
+// bfloat16 raw bits, as the checkpoint stores them (never re-laid-out; the model
+// loader copies them into huge-page memory, docs/kernels-matmul.md "Resident weights").
 //
 //   Y[m, n] = sum_k X[m, k] * W[n, k]        (fp32 accumulation)
 //

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "core/error.h"
 #include "kernels/cpu/elementwise.h"
@@ -50,23 +51,29 @@ void forward_group(std::span<const Linear* const> layers, const float* X, int64_
   for (size_t i = 0; i < layers.size(); ++i) bl[i]->add_bias(Y[i], M);
 }
 
-bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_t M, float* H, Precision p) {
+namespace {
+// gate and up as bias-free Bf16Linear of one shape (what the fused SwiGLU kernels
+// take), or {nullptr, nullptr}.
+std::pair<const Bf16Linear*, const Bf16Linear*> fusable_gate_up(const Linear& gate, const Linear& up) {
   const auto* g = dynamic_cast<const Bf16Linear*>(&gate);
   const auto* u = dynamic_cast<const Bf16Linear*>(&up);
-  if (g == nullptr || u == nullptr || g->has_bias() || u->has_bias()) return false;
-  if (g->in_features() != u->in_features() || g->out_features() != u->out_features()) return false;
+  if (g == nullptr || u == nullptr || g->has_bias() || u->has_bias()) return {nullptr, nullptr};
+  if (g->in_features() != u->in_features() || g->out_features() != u->out_features()) return {nullptr, nullptr};
+  return {g, u};
+}
+}  // namespace
+
+bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_t M, float* H, Precision p) {
+  const auto [g, u] = fusable_gate_up(gate, up);
+  if (g == nullptr) return false;
   return cpu::swiglu_bf16w(X, M, g->in_features(), g->data(), u->data(), g->out_features(), H, p);
 }
 
 bool swiglu_forward_packed(const Linear& gate, const Linear& up, const Linear& down, const float* X, int64_t M,
                            cpu::AmxPackedX* H, Precision p) {
-  const auto* g = dynamic_cast<const Bf16Linear*>(&gate);
-  const auto* u = dynamic_cast<const Bf16Linear*>(&up);
+  const auto [g, u] = fusable_gate_up(gate, up);
   const auto* d = dynamic_cast<const Bf16Linear*>(&down);
-  if (g == nullptr || u == nullptr || d == nullptr || g->has_bias() || u->has_bias() || d->has_bias()) return false;
-  if (g->in_features() != u->in_features() || g->out_features() != u->out_features() ||
-      d->in_features() != g->out_features())
-    return false;
+  if (g == nullptr || d == nullptr || d->has_bias() || d->in_features() != g->out_features()) return false;
   return cpu::swiglu_bf16w_packed(X, M, g->in_features(), g->data(), u->data(), g->out_features(), H, p);
 }
 

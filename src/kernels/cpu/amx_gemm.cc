@@ -327,17 +327,12 @@ struct PanelPrefetch {
     f.per_call = (f.total + calls - 1) / calls;
     return f;
   }
+  // The W rows [n0, n0 + 32) x k steps [s0, s1) of weight w (bf16 or E4M3) of pr.
   PanelPrefetch(const Problem& pr, const void* w, int64_t n0, int64_t s0, int64_t s1, int64_t calls) {
-    if (w == nullptr || n0 >= pr.N || calls <= 0) return;
+    if (w == nullptr || n0 >= pr.N) return;
     const int64_t elt = pr.W8 ? 1 : 2;
-    base = static_cast<const char*>(w);
-    row_stride = pr.K * elt;
-    base += n0 * row_stride + s0 * 32 * elt;
-    const int64_t bytes = (std::min(pr.K, s1 * 32) - s0 * 32) * elt;
-    lines_per_row = (bytes + 63) / 64;
-    rows = std::min<int64_t>(32, pr.N - n0);
-    total = rows * lines_per_row;
-    per_call = (total + calls - 1) / calls;
+    *this = rows_of(static_cast<const char*>(w) + (n0 * pr.K + s0 * 32) * elt, pr.K * elt,
+                    (std::min(pr.K, s1 * 32) - s0 * 32) * elt, std::min<int64_t>(32, pr.N - n0), calls);
   }
   int64_t row = 0, col = 0;
   void step() {
@@ -454,11 +449,12 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
           // Measured on the down projection (K = 8192, four K blocks): 196-199 ->
           // 187-190 ms per 512-token prefill (T1, into L2: 188-195).
           PanelPrefetch pfy;
-          if (!first)
+          if (!first) {
             pfy = PanelPrefetch::rows_of(pr.Y + m * pr.N + lnb * 32, pr.N * 4,
                                          std::min<int64_t>(32, pr.N - lnb * 32) * 4,
                                          std::min<int64_t>(32, pr.M - m), s1 - s0);
-          pfy.to_l1 = true;
+            pfy.to_l1 = true;
+          }
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
           for (int w = 0; w < nw; ++w) {
@@ -513,13 +509,13 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
   _tile_release();
 }
 
-void check_args(const char* fn, const float* X, int64_t M, int64_t K, const void* W, int64_t N, const float* Y) {
+// X: the activations (fp32, or the packed operand); Y: where the result goes.
+void check_args(const char* fn, const void* X, int64_t M, int64_t K, const void* W, int64_t N, const void* Y) {
   LQ_CHECK(M >= 0 && K >= 0 && N >= 0, "{}: negative shape M={} K={} N={}", fn, M, K, N);
   if (M == 0 || N == 0) return;
   LQ_CHECK(Y != nullptr, "{}: null output Y for M={} N={}", fn, M, N);
   if (K > 0)
-    LQ_CHECK(X != nullptr && W != nullptr, "{}: null input (X={}, W={}) for M={} K={} N={}", fn,
-             static_cast<const void*>(X), W, M, K, N);
+    LQ_CHECK(X != nullptr && W != nullptr, "{}: null input (X={}, W={}) for M={} K={} N={}", fn, X, W, M, K, N);
 }
 
 // Per calling thread, reused across calls (no fresh page faults per call): the
@@ -574,9 +570,8 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
   for (int i = 0; i < n_out; ++i) {
     const Out& o = outs[i];
     const void* w = o.W ? static_cast<const void*>(o.W) : static_cast<const void*>(o.W8);
-    if (pre) check_args(fn, reinterpret_cast<const float*>(pre->data), M, K, w, o.N, o.Y);
-    else if (hout) check_args(fn, X, M, K, w, o.N, reinterpret_cast<const float*>(o.W2));
-    else check_args(fn, X, M, K, w, o.N, o.Y);
+    check_args(fn, pre ? static_cast<const void*>(pre->data) : X, M, K, w, o.N,
+               hout ? static_cast<const void*>(hout) : o.Y);
   }
   LQ_CHECK(amx_available(), "{}: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})", fn, M, K, outs[0].N);
   if (M == 0) return;
@@ -664,8 +659,7 @@ AmxPackedX gemm_bf16w_amx_swiglu_packed(const float* X, int64_t M, int64_t K, co
                                          const uint16_t* Wu, int64_t N) {
   LQ_CHECK(M > 0 && N > 0 && K > 0, "gemm_bf16w_amx_swiglu_packed: empty shape M={} K={} N={}", M, K, N);
   LQ_CHECK(Wu != nullptr, "gemm_bf16w_amx_swiglu_packed: null up weights (M={} K={} N={})", M, K, N);
-  // Y is unused in this mode; Wu stands in for the "output" pointer check.
-  const Out o{Wg, nullptr, N, nullptr, Wu};
+  const Out o{Wg, nullptr, N, nullptr, Wu};  // no Y: H goes to the packed buffer
   AmxPackedX h;
   gemm_amx("gemm_bf16w_amx_swiglu_packed", X, M, K, &o, 1, nullptr, &h);
   return h;

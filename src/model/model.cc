@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <mutex>
 
 #include "core/error.h"
 #include "core/profile.h"
+#include "core/progress.h"
 #include "core/threads.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/elementwise.h"
@@ -49,8 +51,13 @@ std::unique_ptr<Model> Model::load(const std::string& dir, WeightStorage storage
   // here (unpacking, validation, re-packing), which is CPU work per layer (llama-3.2-1b
   // AWQ: 11 s on one thread). Errors are reported for the lowest failing layer, as a
   // sequential load would.
+  // Progress on stderr past 2 s (copying the bf16 weights of an 8B model into
+  // memory, or converting a quantized one, takes tens of seconds).
   m->layers_.resize(size_t(c.num_layers));
   std::vector<std::exception_ptr> errors(size_t(c.num_layers));
+  Progress prog("load " + dir, c.num_layers, "layers");
+  std::mutex prog_mu;
+  int64_t loaded = 0;
   parallel_for(c.num_layers, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       try {
@@ -68,8 +75,11 @@ std::unique_ptr<Model> Model::load(const std::string& dir, WeightStorage storage
       } catch (...) {
         errors[size_t(i)] = std::current_exception();
       }
+      std::lock_guard<std::mutex> lock(prog_mu);
+      prog.update(++loaded);
     }
   });
+  prog.finish();
   for (const auto& e : errors)
     if (e) std::rethrow_exception(e);
   m->inv_freq_ = rope_inv_freq(c);

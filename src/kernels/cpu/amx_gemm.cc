@@ -26,12 +26,14 @@
 //      calls) laid out tile after tile, zero-padded past N and K, so no tile reads
 //      outside W; unaligned tile rows cost ~1.4x, more than the copy. The W
 //      rows of the next N block are prefetched into L2 meanwhile (both paths).
-//   4. C tiles are stored to one of two 4 KiB buffers; the AVX-512 epilogue
-//      (16x16 transpose, masked row stores into Y for the M/N tails, "add" for
-//      K blocks after the first) of a block runs after the next block's first
-//      k steps have been issued, overlapping the AMX unit (+6%). For K blocks
-//      after the first, the block's Y rows are prefetched into L1 during its k
-//      steps (the read-add-write would otherwise wait on L3/DRAM).
+//   4. With several K blocks, a block's C tiles are stored after each K block but
+//      the last to a partial-sum buffer in tile layout and loaded from it at the
+//      start of the next (prefetched into L1 meanwhile): TDPBF16PS accumulates
+//      through the whole K, exactly as with one K block. After the last K block
+//      they are stored to one of two 4 KiB buffers; the AVX-512 epilogue (16x16
+//      transpose, masked row stores into Y for the M/N tails) of a block runs
+//      after the next block's first k steps have been issued, overlapping the
+//      AMX unit (+6%).
 //   5. SwiGLU mode (W2 = up weights): per block both products, and an epilogue
 //      that combines them with silu_mul into H: fp32 rows into Y, or (packed
 //      mode, hp) bf16 pairs in the packed X layout of step 1, which the next
@@ -47,8 +49,10 @@
 // which thread claims it: results are identical for any number of threads.
 // Numerics: TDPBF16PS forms exact bf16 x bf16 products, adds pairs and
 // accumulates in fp32 (denormal bf16 inputs are treated as zero by the
-// hardware, as in oneDNN's AMX path); the K-block partial sums are added in
-// fp32. Error is within the fp32 summation bound used by matmul_test.cc.
+// hardware, as in oneDNN's AMX path); the tile accumulates through all of K
+// (partial sums between K blocks are stored and reloaded exactly), so the
+// blocking does not change any bit. Error is within the fp32 summation bound
+// used by matmul_test.cc.
 // ISA: only the functions marked LQ_AMX_FN are compiled for AMX/AVX-512 (GCC
 // target attributes), so no AMX or AVX-512 instruction can leak into inline
 // functions shared with other translation units; they are called only after
@@ -92,27 +96,33 @@ namespace lq::cpu {
 namespace {
 
 // Blocking: K blocks of kb, M blocks of mb rows; the packed X block (mb x kb bf16)
-// is 1 MiB, half the 2 MiB L2: 2048 x 256 (for M = 512: two W passes; K = 8192:
-// three read-add-writes of Y). Measured in the llama-3.2-1b forward (cold weights)
-// for the down projection (K = 8192): 184-188 ms per 512-token prefill vs 195-196
-// for 4096 x 128 and 205-223 for 2048 x 512 (X block past L2) — the benchmark
-// with one hot weight matrix had ranked 4096 x 128 first. 2048 < K <= 4096
-// (8B-class models) takes 4096 x 128: one K block, which the fused SwiGLU needs,
-// and the same for every GEMM of that K, so fused and unfused sum identically.
+// is 1 MiB, half the 2 MiB L2. K <= 2048: 2048 x 256 (for M = 512: two W passes).
+// 2048 < K <= 4096 (8B-class models): 4096 x 128, one K block, which the fused
+// SwiGLU needs. K > 4096 (down projections): 1024 x 512, one W pass for M <= 512.
+// Since the K-block partial sums stay in tile layout (run_worker), results do not
+// depend on the blocking. Measured in the llama-3.2-1b forward, down projection
+// (K = 8192), per 512-token prefill: 142-147 ms with 2048 x 256, 133-137 with
+// 1024 x 512 (interleaved runs); cold-weight benchmark 8.6-8.8 vs 8.2-8.5 ms, and
+// 2048 x 512 9.7, 4096 x 128 10.3, 512 x 512 9.9. For K = 2048, 1024 x 512 is
+// slower than 2048 x 256 (gate 8.0 vs 7.6-7.8 ms, o 2.2-2.3 vs 2.1).
 struct Blocking {
   int64_t kb, mb;
 };
-// LQ_AMX_BLOCK="kb,mb" (multiples of 32) overrides it, for tuning experiments.
+// LQ_AMX_BLOCK="kb,mb" (multiples of 32) overrides it, for tuning experiments;
+// amx_set_blocking too (tests).
+std::atomic<int64_t> g_forced_kb{-1}, g_forced_mb{0};  // -1: LQ_AMX_BLOCK not read yet
 inline Blocking blocking_for(int64_t K) {
-  static const Blocking forced = [] {
+  if (g_forced_kb.load(std::memory_order_relaxed) < 0) {
     long a = 0, b = 0;
     const char* e = std::getenv("LQ_AMX_BLOCK");
-    if (e && std::sscanf(e, "%ld,%ld", &a, &b) == 2 && a > 0 && b > 0 && a % 32 == 0 && b % 32 == 0)
-      return Blocking{a, b};
-    return Blocking{0, 0};
-  }();
-  if (forced.kb > 0) return forced;
-  return K > 2048 && K <= 4096 ? Blocking{4096, 128} : Blocking{2048, 256};
+    const bool ok = e && std::sscanf(e, "%ld,%ld", &a, &b) == 2 && a > 0 && b > 0 && a % 32 == 0 && b % 32 == 0;
+    int64_t expect = -1;
+    if (g_forced_kb.compare_exchange_strong(expect, ok ? a : 0)) g_forced_mb.store(ok ? b : 0);
+  }
+  const int64_t fkb = g_forced_kb.load(std::memory_order_relaxed), fmb = g_forced_mb.load(std::memory_order_relaxed);
+  if (fkb > 0 && fmb > 0) return Blocking{fkb, fmb};
+  if (K > 4096) return Blocking{1024, 512};
+  return K > 2048 ? Blocking{4096, 128} : Blocking{2048, 256};
 }
 
 // ---- detection ------------------------------------------------------------
@@ -163,9 +173,8 @@ LQ_AMX_FN inline void store_row(float* y, __m512 v, int64_t nv, __mmask16 mask, 
   else _mm512_mask_storeu_ps(y, mask, v);
 }
 
-// Writes (first) or adds the 32 x 32 block of C tiles to Y[m0.., n0..].
-LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t n0, int64_t m0,
-                                  bool first) {
+// Writes the 32 x 32 block of C tiles (final sums) to Y[m0.., n0..].
+LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t n0, int64_t m0) {
   for (int c = 0; c < 4; ++c) {
     const int64_t nt = n0 + 16 * (c >> 1), mt = m0 + 16 * (c & 1);
     const int64_t nv = std::min<int64_t>(16, pr.N - nt);
@@ -175,12 +184,8 @@ LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t 
     for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(cbuf + 256 * c + 16 * i);
     x86::transpose16(r);
     const int64_t mv = std::min<int64_t>(16, pr.M - mt);
-    for (int64_t j = 0; j < mv; ++j) {
-      float* y = pr.Y + (mt + j) * pr.N + nt;
-      __m512 v = _mm512_castsi512_ps(r[j]);
-      if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, y));
-      store_row(y, v, nv, mask, /*stream=*/first);  // later K blocks read-add-write
-    }
+    for (int64_t j = 0; j < mv; ++j)
+      store_row(pr.Y + (mt + j) * pr.N + nt, _mm512_castsi512_ps(r[j]), nv, mask, /*stream=*/true);
   }
 }
 
@@ -357,7 +362,7 @@ struct PanelPrefetch {
 // prs[0..np): problems sharing X (M, K, the packed xp, blocking) with their own W, N
 // and Y (q/k/v projections: one X pack, one parallel region, one N-block index
 // space over all outputs); np == 1 otherwise.
-LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic<int64_t>* next) {
+LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, float* part, std::atomic<int64_t>* next) {
   x86::configure_tiles_16x64();
   const Problem& p0 = prs[0];
   const bool swiglu = p0.W2 != nullptr;  // two products per block (gate, up), one epilogue (np == 1)
@@ -370,13 +375,12 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
   int cur = 0;
   bool pending = false;
   int64_t pend_n0 = 0, pend_m = 0;
-  bool pend_first = true;
   const Problem* pend_pr = &p0;
   auto flush = [&] {
     if (!pending) return;
     if (swiglu && pend_pr->hp) store_block_swiglu_packed(*pend_pr, cbuf[cur ^ 1][0], cbuf[cur ^ 1][1], pend_n0, pend_m);
     else if (swiglu) store_block_swiglu(*pend_pr, cbuf[cur ^ 1][0], cbuf[cur ^ 1][1], pend_n0, pend_m);
-    else store_block(*pend_pr, cbuf[cur ^ 1][0], pend_n0, pend_m, pend_first);
+    else store_block(*pend_pr, cbuf[cur ^ 1][0], pend_n0, pend_m);
     pending = false;
   };
   constexpr int64_t kOverlapSteps = 8;  // k steps issued before the deferred epilogue
@@ -404,7 +408,7 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
   for (int64_t s0 = 0; s0 < steps; s0 += p0.kb / 32) {
     const int64_t s1 = std::min(steps, s0 + p0.kb / 32);
     const int64_t s_mid = std::min(s1, s0 + kOverlapSteps);
-    const bool first = s0 == 0;
+    const bool first = s0 == 0, last = s1 == steps;
     if (!first) {
 #pragma omp barrier
     }
@@ -443,25 +447,31 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
         PanelPrefetch pf1(pr_next, has_next && swiglu ? pr_next.W2 : nullptr, lnb_next * 32, s0, s1,
                           swiglu ? calls : 0);
         for (int64_t m = mb; m < mb1; m += 32) {
-          // K blocks after the first add to Y: fetch this block's Y rows (from L3
-          // or DRAM: Y is too large for L2) into L1 while its tile products run,
-          // so the deferred epilogue's read-add-write finds them in cache.
-          // Measured on the down projection (K = 8192, four K blocks): 196-199 ->
-          // 187-190 ms per 512-token prefill (T1, into L2: 188-195).
-          PanelPrefetch pfy;
+          // Several K blocks: the C tiles of block (nb, m) start from, and (but in
+          // the last K block) go back to, its partial sums in `part` (tile layout,
+          // 4 KiB per block; see gemm_amx). The partial block of the next m block
+          // (or of the next N block's first) is prefetched into L1 meanwhile.
+          float* pblk = part ? part + (nb * (p0.Mp / 32) + m / 32) * 1024 : nullptr;
+          PanelPrefetch pfp;
           if (!first) {
-            pfy = PanelPrefetch::rows_of(pr.Y + m * pr.N + lnb * 32, pr.N * 4,
-                                         std::min<int64_t>(32, pr.N - lnb * 32) * 4,
-                                         std::min<int64_t>(32, pr.M - m), s1 - s0);
-            pfy.to_l1 = true;
+            const int64_t pn = m + 32 < mb1 ? nb : nb_next, pm = m + 32 < mb1 ? m + 32 : mb;
+            if (pn < nblocks) pfp = PanelPrefetch::rows_of(part + (pn * (p0.Mp / 32) + pm / 32) * 1024, 64, 64, 64, s1 - s0);
+            pfp.to_l1 = true;
           }
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
           for (int w = 0; w < nw; ++w) {
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
+            if (first) {
+              _tile_zero(0);
+              _tile_zero(1);
+              _tile_zero(2);
+              _tile_zero(3);
+            } else {  // (SwiGLU has a single K block: w == 0 here)
+              _tile_loadd(0, pblk, 64);
+              _tile_loadd(1, pblk + 256, 64);
+              _tile_loadd(2, pblk + 512, 64);
+              _tile_loadd(3, pblk + 768, 64);
+            }
             const uint16_t* ab = abase[w];
             const int64_t ast = astep[w], a1 = a1off[w], ars = astride[w];
             auto k_steps = [&](int64_t sa, int64_t sb) LQ_AMX_FN {
@@ -477,7 +487,7 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
                 _tile_dpbf16ps(3, 5, 7);
                 pf0.step();
                 pf1.step();
-                pfy.step();
+                pfp.step();
               }
             };
             if (w == 0) {
@@ -487,23 +497,24 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, std::atomic
             } else {
               k_steps(s0, s1);
             }
-            float* c = cbuf[cur][w];
+            float* c = last ? cbuf[cur][w] : pblk;
             _tile_stored(0, c, 64);
             _tile_stored(1, c + 256, 64);
             _tile_stored(2, c + 512, 64);
             _tile_stored(3, c + 768, 64);
           }
-          pending = true;
-          pend_pr = &pr;
-          pend_n0 = lnb * 32;
-          pend_m = m;
-          pend_first = first;
-          cur ^= 1;
+          if (last) {  // final sums: the epilogue writes them to Y (deferred, see flush)
+            pending = true;
+            pend_pr = &pr;
+            pend_n0 = lnb * 32;
+            pend_m = m;
+            cur ^= 1;
+          }
         }
         nb = nb_next;
       }
-      flush();  // before the next K block's barrier (it adds to these values)
-      _mm_sfence();  // order the streaming stores of Y before the barrier / return
+      flush();
+      _mm_sfence();  // order the streaming stores of Y before the return
     }
   }
   _tile_release();
@@ -522,6 +533,8 @@ void check_args(const char* fn, const void* X, int64_t M, int64_t K, const void*
 // packed X of a call, and the packed H of the last gemm_bf16w_amx_swiglu_packed.
 thread_local std::vector<uint32_t> tl_xpacked;
 thread_local std::vector<uint32_t> tl_hpacked;
+// The K-block partial sums of a call with several K blocks (fp32, tile layout).
+thread_local std::vector<float> tl_partial;
 
 // First 64-byte aligned element of v after making room for n elements: tile
 // rows must not straddle cache lines (an unaligned 64-byte row costs two
@@ -612,13 +625,27 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
                         hp, hKP2};
   }
   if (np == 0) return;
-  const int64_t phases = (Kp + bl.kb - 1) / bl.kb * ((Mp + bl.mb - 1) / bl.mb);
+  const int64_t kblocks = (Kp + bl.kb - 1) / bl.kb;
+  const int64_t phases = kblocks * ((Mp + bl.mb - 1) / bl.mb);
+  // Several K blocks: each 32 x 32 block's C tiles are stored after a K block and
+  // reloaded for the next, in a [N block][m block][4 C tiles] fp32 buffer, and
+  // only the last K block's epilogue writes Y. So the sums are those of a single
+  // K block (TDPBF16PS accumulating through the whole K; the stores and loads
+  // are exact): results do not depend on the blocking. This replaced a
+  // transpose-and-add of every K block's products into Y (down projection of
+  // llama-3.2-1b, K = 8192: ~10% faster).
+  float* part = nullptr;
+  if (kblocks > 1) {
+    int64_t nblocks = 0;
+    for (int i = 0; i < n_out; ++i) nblocks += (outs[i].N + 31) / 32;
+    part = aligned_scratch(tl_partial, size_t(nblocks * (Mp / 32) * 1024));
+  }
   std::vector<std::atomic<int64_t>> next(static_cast<size_t>(phases));
   for (auto& c : next) c.store(0, std::memory_order_relaxed);
   parallel_run([&](int, int) {
     // Transient W panels (32 rows x kb, 128-256 KiB; two for SwiGLU), per worker thread.
     thread_local std::vector<uint16_t> wpk;
-    run_worker(prs, np, aligned_scratch(wpk, size_t(32 * bl.kb * (swiglu ? 2 : 1))), next.data());
+    run_worker(prs, np, aligned_scratch(wpk, size_t(32 * bl.kb * (swiglu ? 2 : 1))), part, next.data());
   });
 }
 
@@ -639,6 +666,14 @@ void gemm_bf16w_amx_group(const float* X, int64_t M, int64_t K, const AmxGemmOut
 void gemm_fp8w_amx(const float* X, int64_t M, int64_t K, const uint8_t* W8, int64_t N, float* Y) {
   const Out o{nullptr, W8, N, Y};
   gemm_amx("gemm_fp8w_amx", X, M, K, &o, 1);
+}
+
+void amx_set_blocking(int64_t kb, int64_t mb) {
+  const bool off = kb == 0 && mb == 0;
+  LQ_CHECK(off || (kb > 0 && mb > 0 && kb % 32 == 0 && mb % 32 == 0),
+           "amx_set_blocking: kb={} mb={} (positive multiples of 32, or 0, 0 for the default)", kb, mb);
+  g_forced_mb.store(mb);
+  g_forced_kb.store(kb);
 }
 
 bool amx_swiglu_fusable(int64_t K) {

@@ -73,6 +73,13 @@ AmxPackedX gemm_bf16w_amx_swiglu_packed(const float* X, int64_t M, int64_t K, co
 // gives on the fp32 H that the packed values were rounded from.
 void gemm_bf16w_amx_packed(const AmxPackedX& X, const uint16_t* W, int64_t N, float* Y);
 
+// Forces the K and M blocking (kb, mb: positive multiples of 32) of every later
+// call, or restores the default with (0, 0); for tests and tuning (the environment
+// variable LQ_AMX_BLOCK="kb,mb" does the same). Results do not depend on it: each
+// output's C tile accumulates through all of K, the partial sums between K blocks
+// stored and reloaded exactly. Not for use while another thread runs a GEMM.
+void amx_set_blocking(int64_t kb, int64_t mb);
+
 // dst[i] = the bf16 bits of fp8e4m3_to_f32(src[i]) (exact), AVX-512 when amx_available(),
 // else scalar (same formula). The NaN codes 0x7f / 0xff give +-480 (see above).
 void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst);

@@ -164,12 +164,55 @@ TEST(AmxGemm, DeterministicRunToRun) {
 }
 
 // The dispatcher uses the AMX kernel for BF16 prefill unless LQ_DISABLE_AMX=1.
-// K > 2048: several K blocks (read-add-write of Y), M and N tails. (The SwiGLU
+// K > 4096: several K blocks (partial sums reloaded), M and N tails. (The SwiGLU
 // test covers the 4096 x 128 blocking with K = 4096.)
 TEST(AmxGemm, MatchesReferenceLargeK) {
   LQ_REQUIRE_AMX();
   check_shape(150, 4096, 40, 91);
   check_shape(70, 4160, 33, 92);
+}
+
+// Several K blocks: the C tiles go to the partial-sum buffer after each K block
+// and come back for the next, so every blocking must give the bits of a single K
+// block (one TDPBF16PS chain through all of K). Adding each K block's products to
+// Y instead (the kernel before session 6) rounds differently and fails this.
+// Covers M/N/K tails, in-place and copied weights, grouped outputs, 1 and 2 threads.
+TEST(AmxGemm, BlockingDoesNotChangeBits) {
+  LQ_REQUIRE_AMX();
+  struct Restore {
+    ~Restore() { amx_set_blocking(0, 0); }
+  } restore;
+  const int64_t shapes[][3] = {{70, 4160, 33}, {300, 8192, 64}, {33, 2100, 40}, {17, 1000, 17}};
+  for (const auto& sh : shapes) {
+    const Problem p = make_problem(sh[0], sh[1], sh[2], uint32_t(7 * sh[1] + sh[2]));
+    const Problem p2 = make_problem(sh[0], sh[1], sh[2] + 16, uint32_t(7 * sh[1] + sh[2] + 1));
+    auto run = [&](int64_t kb, int64_t mb, const uint16_t* W) {
+      amx_set_blocking(kb, mb);
+      std::vector<float> Y(size_t(p.M * p.N)), Y2(size_t(p.M * p2.N));
+      const AmxGemmOut outs[2] = {{W, p.N, Y.data()}, {p2.W.data(), p2.N, Y2.data()}};
+      gemm_bf16w_amx_group(p.X.data(), p.M, p.K, outs, 2);
+      Y.insert(Y.end(), Y2.begin(), Y2.end());
+      return Y;
+    };
+    AlignedVector<uint16_t> aligned(p.W.begin(), p.W.end());  // read in place where K % 32 == 0
+    AlignedVector<uint16_t> shifted(p.W.size() + 4);          // 8 bytes off a line: panel copies
+    std::copy(p.W.begin(), p.W.end(), shifted.begin() + 4);
+    for (int threads : {1, 2}) {
+      ThreadCount tc(threads);
+      const int64_t one = (p.K + 31) / 32 * 32;  // a single K block
+      const std::vector<float> want = run(one, 64, aligned.data());
+      for (const auto& b : {std::array<int64_t, 2>{1024, 512}, {2048, 256}, {64, 32}, {96, 128}}) {
+        for (const uint16_t* W : {static_cast<const uint16_t*>(aligned.data()),
+                                  static_cast<const uint16_t*>(shifted.data() + 4)}) {
+          const std::vector<float> got = run(b[0], b[1], W);
+          for (size_t i = 0; i < want.size(); ++i)
+            ASSERT_EQ(std::bit_cast<uint32_t>(want[i]), std::bit_cast<uint32_t>(got[i]))
+                << "M=" << p.M << " K=" << p.K << " N=" << p.N << " blocking " << b[0] << "x" << b[1]
+                << " threads=" << threads << " at " << i;
+        }
+      }
+    }
+  }
 }
 
 // bf16 W with 64-byte aligned rows (W aligned, K a multiple of 32) is read in

@@ -99,7 +99,7 @@ void BM_AttnPrefill(benchmark::State& state) {
 }
 BENCHMARK(BM_AttnPrefill)
     ->ArgNames({"ctx", "kernel", "D"})
-    ->ArgsProduct({{2048, 8192, 32768}, {0, 1, 2}, {64, 128}})
+    ->ArgsProduct({{512, 2048, 8192, 32768}, {0, 1, 2}, {64, 128}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -266,8 +266,11 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
     pt.next("attention");
     cpu::attention_causal(q.data(), T, Hq, Hkv, D, kv, pos0, scale, att.data(), prec);
     pt.next("matmul.o");
-    L.o->forward(att.data(), T, h.data(), prec);
-    cpu::add_inplace(x.data(), h.data(), T * H);
+    // x += o(att): in the GEMM's epilogue where the kernels fuse it (same bits).
+    if (!residual_forward(*L.o, att.data(), T, x.data(), prec)) {
+      L.o->forward(att.data(), T, h.data(), prec);
+      cpu::add_inplace(x.data(), h.data(), T * H);
+    }
     pt.next("norm");
     cpu::rmsnorm(x.data(), L.mlp_norm.data(), eps, T, H, h.data());
     pt.next("matmul.gate_up");
@@ -277,7 +280,7 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
     cpu::AmxPackedX hp;
     if (swiglu_forward_packed(*L.gate, *L.up, *L.down, h.data(), T, &hp, prec)) {
       pt.next("matmul.down");
-      down_forward_packed(*L.down, hp, h.data());
+      down_forward_packed(*L.down, hp, x.data(), /*add=*/true);  // x += down(H), same bits
     } else {
       // fp32 [T, I] buffers only on this path (the packed one needs none).
       AlignedVector<float>& g = grow(sc.g, T * I);
@@ -290,8 +293,8 @@ void Session::forward_chunk(const int32_t* ids, int64_t T, int64_t n_logits, flo
       }
       pt.next("matmul.down");
       L.down->forward(g.data(), T, h.data(), prec);
+      cpu::add_inplace(x.data(), h.data(), T * H);
     }
-    cpu::add_inplace(x.data(), h.data(), T * H);
   }
   pos_ += T;
 

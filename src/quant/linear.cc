@@ -77,11 +77,17 @@ bool swiglu_forward_packed(const Linear& gate, const Linear& up, const Linear& d
   return cpu::swiglu_bf16w_packed(X, M, g->in_features(), g->data(), u->data(), g->out_features(), H, p);
 }
 
-void down_forward_packed(const Linear& down, const cpu::AmxPackedX& H, float* Y) {
+void down_forward_packed(const Linear& down, const cpu::AmxPackedX& H, float* Y, bool add) {
   const auto* d = dynamic_cast<const Bf16Linear*>(&down);
   LQ_CHECK(d != nullptr && !d->has_bias() && d->in_features() == H.K,
            "down_forward_packed: the layer must be a bias-free bf16 linear with {} inputs", H.K);
-  cpu::matmul_bf16w_packed(H, d->data(), d->out_features(), Y);
+  cpu::matmul_bf16w_packed(H, d->data(), d->out_features(), Y, add);
+}
+
+bool residual_forward(const Linear& layer, const float* X, int64_t M, float* Y, Precision p) {
+  const auto* l = dynamic_cast<const Bf16Linear*>(&layer);
+  if (l == nullptr || l->has_bias()) return false;
+  return cpu::matmul_bf16w_add(X, M, l->in_features(), l->data(), l->out_features(), Y, p);
 }
 
 // Reads a float tensor of any float dtype into fp32 values.

@@ -75,7 +75,15 @@ bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_
 // swiglu_forward and down.forward.
 bool swiglu_forward_packed(const Linear& gate, const Linear& up, const Linear& down, const float* X, int64_t M,
                            cpu::AmxPackedX* H, Precision p);
-void down_forward_packed(const Linear& down, const cpu::AmxPackedX& H, float* Y);
+// add: Y += H down^T (the residual connection, bitwise the product followed by
+// cpu::add_inplace).
+void down_forward_packed(const Linear& down, const cpu::AmxPackedX& H, float* Y, bool add = false);
+
+// Y += X layer^T in one pass, the product added in the GEMM's epilogue (never
+// stored): when the layer is a bias-free Bf16Linear and the kernels fuse this call
+// (cpu::matmul_bf16w_add: BF16 prefill on AMX). Bitwise layer.forward into a buffer
+// followed by cpu::add_inplace. Returns false (nothing written) otherwise.
+bool residual_forward(const Linear& layer, const float* X, int64_t M, float* Y, Precision p);
 
 // Builds the linear layer `prefix` (e.g. "model.layers.0.self_attn.q_proj") of
 // shape [out, in] from a checkpoint: bf16/f16/f32 weights here, quantized formats

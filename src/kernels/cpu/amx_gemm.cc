@@ -162,6 +162,7 @@ struct Problem {
   const uint16_t* W2 = nullptr;  // SwiGLU mode: up weights [N, K] (W = gate); Y = silu(X W^T) * (X W2^T)
   uint32_t* hp = nullptr;        // SwiGLU mode with packed output: H goes here (B layout, Np/2 pairs), not to Y
   int64_t hKP2 = 0;              // pairs per 16-row group of hp (Np / 2)
+  bool add = false;              // Y += product (the residual connection) instead of Y = product
 };
 
 // Writes v's first nv lanes to y: streaming store when `stream` and the row is a
@@ -173,7 +174,8 @@ LQ_AMX_FN inline void store_row(float* y, __m512 v, int64_t nv, __mmask16 mask, 
   else _mm512_mask_storeu_ps(y, mask, v);
 }
 
-// Writes the 32 x 32 block of C tiles (final sums) to Y[m0.., n0..].
+// Writes the 32 x 32 block of C tiles (final sums) to Y[m0.., n0..], or adds it
+// (pr.add: y + c, the one IEEE addition add_inplace does on the stored product).
 LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t n0, int64_t m0) {
   for (int c = 0; c < 4; ++c) {
     const int64_t nt = n0 + 16 * (c >> 1), mt = m0 + 16 * (c & 1);
@@ -184,8 +186,11 @@ LQ_AMX_FN inline void store_block(const Problem& pr, const float* cbuf, int64_t 
     for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(cbuf + 256 * c + 16 * i);
     x86::transpose16(r);
     const int64_t mv = std::min<int64_t>(16, pr.M - mt);
-    for (int64_t j = 0; j < mv; ++j)
-      store_row(pr.Y + (mt + j) * pr.N + nt, _mm512_castsi512_ps(r[j]), nv, mask, /*stream=*/true);
+    for (int64_t j = 0; j < mv; ++j) {
+      float* y = pr.Y + (mt + j) * pr.N + nt;
+      if (pr.add) _mm512_mask_storeu_ps(y, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, y), _mm512_castsi512_ps(r[j])));
+      else store_row(y, _mm512_castsi512_ps(r[j]), nv, mask, /*stream=*/true);
+    }
   }
 }
 
@@ -458,6 +463,14 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, float* part
             if (pn < nblocks) pfp = PanelPrefetch::rows_of(part + (pn * (p0.Mp / 32) + pm / 32) * 1024, 64, 64, 64, s1 - s0);
             pfp.to_l1 = true;
           }
+          // Add mode: the epilogue reads this block's Y rows (from L3 or DRAM: Y
+          // is larger than L2); fetch them into L1 while its tile products run.
+          PanelPrefetch pfy;
+          if (last && pr.add) {
+            pfy = PanelPrefetch::rows_of(pr.Y + m * pr.N + lnb * 32, pr.N * 4, std::min<int64_t>(32, pr.N - lnb * 32) * 4,
+                                         std::min<int64_t>(32, pr.M - m), s1 - s0);
+            pfy.to_l1 = true;
+          }
           const uint16_t* x0 = pr.xp + (m / 16) * KP2 * 32;
           const uint16_t* x1 = x0 + KP2 * 32;
           for (int w = 0; w < nw; ++w) {
@@ -488,6 +501,7 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, float* part
                 pf0.step();
                 pf1.step();
                 pfp.step();
+                pfy.step();
               }
             };
             if (w == 0) {
@@ -578,7 +592,7 @@ struct Out {
 // `pre`: X given already packed (X is then null and M, K are pre's). `hout`: the
 // SwiGLU output H goes packed to the calling thread's tl_hpacked (outs[0].Y unused).
 void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* outs, int n_out,
-              const AmxPackedX* pre = nullptr, AmxPackedX* hout = nullptr) {
+              const AmxPackedX* pre = nullptr, AmxPackedX* hout = nullptr, bool add = false) {
   LQ_CHECK(n_out >= 1 && n_out <= 3, "{}: {} outputs (1 to 3 supported)", fn, n_out);
   for (int i = 0; i < n_out; ++i) {
     const Out& o = outs[i];
@@ -588,8 +602,9 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
   }
   LQ_CHECK(amx_available(), "{}: this CPU/OS does not provide AMX-BF16 (M={} K={} N={})", fn, M, K, outs[0].N);
   if (M == 0) return;
-  if (K == 0) {
-    for (int i = 0; i < n_out; ++i) std::fill(outs[i].Y, outs[i].Y + M * outs[i].N, 0.0f);
+  if (K == 0) {  // the product is 0
+    for (int i = 0; i < n_out; ++i)
+      for (float* y = outs[i].Y; y < outs[i].Y + M * outs[i].N; ++y) *y = add ? *y + 0.0f : 0.0f;
     return;
   }
   const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
@@ -598,6 +613,7 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
   const Blocking bl = blocking_for(Kp);
   // Before any work: the fused SwiGLU needs the complete sums in one K block.
   LQ_CHECK(!swiglu || Kp <= bl.kb, "{}: K={} needs more than one K block (fused SwiGLU needs one)", fn, K);
+  LQ_CHECK(!add || (!swiglu && !hout), "{}: add mode is for plain products", fn);
 
   const uint32_t* xp32 = pre ? pre->data : nullptr;
   if (!pre) {
@@ -622,7 +638,7 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
     const Out& o = outs[i];
     if (o.N == 0) continue;  // nothing to compute (check_args allowed it)
     prs[np++] = Problem{M, K, o.N, Mp, Kp, o.W, o.W8, reinterpret_cast<const uint16_t*>(xp32), o.Y, bl.kb, bl.mb, o.W2,
-                        hp, hKP2};
+                        hp, hKP2, add};
   }
   if (np == 0) return;
   const int64_t kblocks = (Kp + bl.kb - 1) / bl.kb;
@@ -651,9 +667,9 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
 
 }  // namespace
 
-void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y) {
+void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y, bool add) {
   const Out o{W, nullptr, N, Y};
-  gemm_amx("gemm_bf16w_amx", X, M, K, &o, 1);
+  gemm_amx("gemm_bf16w_amx", X, M, K, &o, 1, nullptr, nullptr, add);
 }
 
 void gemm_bf16w_amx_group(const float* X, int64_t M, int64_t K, const AmxGemmOut* outs, int n_out) {
@@ -700,11 +716,11 @@ AmxPackedX gemm_bf16w_amx_swiglu_packed(const float* X, int64_t M, int64_t K, co
   return h;
 }
 
-void gemm_bf16w_amx_packed(const AmxPackedX& X, const uint16_t* W, int64_t N, float* Y) {
+void gemm_bf16w_amx_packed(const AmxPackedX& X, const uint16_t* W, int64_t N, float* Y, bool add) {
   LQ_CHECK(X.data != nullptr && X.M > 0 && X.K > 0 && reinterpret_cast<uintptr_t>(X.data) % 64 == 0,
            "gemm_bf16w_amx_packed: invalid packed operand (M={} K={})", X.M, X.K);
   const Out o{W, nullptr, N, Y};
-  gemm_amx("gemm_bf16w_amx_packed", nullptr, X.M, X.K, &o, 1, &X);
+  gemm_amx("gemm_bf16w_amx_packed", nullptr, X.M, X.K, &o, 1, &X, nullptr, add);
 }
 
 void fp8e4m3_to_bf16_n(const uint8_t* src, int64_t n, uint16_t* dst) {

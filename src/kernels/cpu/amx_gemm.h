@@ -25,7 +25,11 @@ bool amx_gemm_enabled();
 // handled). fp32 accumulation of exact bf16 x bf16 products. Each output is
 // computed by one thread in a fixed order, so results do not depend on the
 // thread count. Throws lq::Error on bad arguments, or if AMX is unavailable.
-void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y);
+// add: Y += the product (a residual connection), each output y + p with p the
+// fp32 value the call without `add` would store, so bitwise that call followed
+// by an elementwise add; saves writing the product and re-reading it.
+void gemm_bf16w_amx(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
+                    bool add = false);
 
 // Y = bf16(X) · fp8(W8)^T with AMX: W8 holds E4M3 codes [N, K] (no NaN codes; a NaN
 // code is read as the finite value its bits would have with a larger exponent
@@ -70,8 +74,9 @@ struct AmxPackedX {
 AmxPackedX gemm_bf16w_amx_swiglu_packed(const float* X, int64_t M, int64_t K, const uint16_t* Wg,
                                         const uint16_t* Wu, int64_t N);
 // Y[X.M, N] = X · W^T for a packed X (W bf16 [N, X.K]): bitwise what gemm_bf16w_amx
-// gives on the fp32 H that the packed values were rounded from.
-void gemm_bf16w_amx_packed(const AmxPackedX& X, const uint16_t* W, int64_t N, float* Y);
+// gives on the fp32 H that the packed values were rounded from (add: Y += it, as
+// in gemm_bf16w_amx).
+void gemm_bf16w_amx_packed(const AmxPackedX& X, const uint16_t* W, int64_t N, float* Y, bool add = false);
 
 // Forces the K and M blocking (kb, mb: positive multiples of 32) of every later
 // call, or restores the default with (0, 0); for tests and tuning (the environment

@@ -327,6 +327,54 @@ TEST(AmxGemm, SwigluPackedThenDownEqualsUnfused) {
   EXPECT_THROW(gemm_bf16w_amx_packed(AmxPackedX{}, p.W.data(), 20, nullptr), Error);
 }
 
+// Add mode (the residual connection, Y += product in the epilogue): bitwise the
+// product stored and then add_inplace, with M/N/K tails, one and several K blocks
+// (partial sums), in-place and copied weights, 1 and 2 threads, -0 and large
+// values in Y; the packed-operand variant too, and K = 0 (Y + 0).
+TEST(AmxGemm, AddModeEqualsProductThenAdd) {
+  LQ_REQUIRE_AMX();
+  const int64_t shapes[][3] = {{37, 96, 80}, {200, 2048, 130}, {64, 4200, 33}, {5, 32, 16}, {300, 8192, 64}};
+  for (const auto& sh : shapes) {
+    const Problem p = make_problem(sh[0], sh[1], sh[2], uint32_t(3 * sh[1] + sh[2]));
+    const int64_t M = p.M, K = p.K, N = p.N;
+    std::vector<float> y0(size_t(M * N));
+    std::mt19937 rng{static_cast<uint32_t>(K)};
+    std::uniform_real_distribution<float> uy(-100.0f, 100.0f);
+    for (auto& v : y0) v = uy(rng);
+    y0[0] = -0.0f;
+    y0[y0.size() - 1] = 3.0e38f;
+    for (int64_t off : {0, 4}) {
+      AlignedVector<uint16_t> w(p.W.size() + 4);
+      std::copy(p.W.begin(), p.W.end(), w.begin() + off);
+      for (int threads : {1, 2}) {
+        ThreadCount tc(threads);
+        std::vector<float> prod(size_t(M * N)), want = y0, got = y0;
+        gemm_bf16w_amx(p.X.data(), M, K, w.data() + off, N, prod.data());
+        add_inplace(want.data(), prod.data(), M * N);
+        gemm_bf16w_amx(p.X.data(), M, K, w.data() + off, N, got.data(), /*add=*/true);
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_EQ(std::bit_cast<uint32_t>(want[i]), std::bit_cast<uint32_t>(got[i]))
+              << "M=" << M << " K=" << K << " N=" << N << " off=" << off << " threads=" << threads << " at " << i;
+      }
+    }
+  }
+  // Packed operand (the down projection after the fused SwiGLU), several K blocks.
+  const Problem g = make_problem(70, 64, 4200, 11), u = make_problem(70, 64, 4200, 12), d = make_problem(1, 4200, 40, 13);
+  AlignedVector<uint16_t> wg(g.W.begin(), g.W.end()), wu(u.W.begin(), u.W.end()), wd(d.W.begin(), d.W.end());
+  std::vector<float> H(size_t(70 * 4200)), prod(size_t(70 * 40)), want(prod.size(), 1.5f), got(prod.size(), 1.5f);
+  gemm_bf16w_amx_swiglu(g.X.data(), 70, 64, wg.data(), wu.data(), 4200, H.data());
+  gemm_bf16w_amx(H.data(), 70, 4200, wd.data(), 40, prod.data());
+  add_inplace(want.data(), prod.data(), int64_t(prod.size()));
+  const AmxPackedX hp = gemm_bf16w_amx_swiglu_packed(g.X.data(), 70, 64, wg.data(), wu.data(), 4200);
+  gemm_bf16w_amx_packed(hp, wd.data(), 40, got.data(), /*add=*/true);
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(std::bit_cast<uint32_t>(want[i]), std::bit_cast<uint32_t>(got[i])) << i;
+  // K = 0: the product is 0, so Y + 0 (-0 becomes +0, as add_inplace gives).
+  std::vector<float> y = {-0.0f, 2.0f};
+  gemm_bf16w_amx(nullptr, 1, 0, wd.data(), 2, y.data(), /*add=*/true);
+  EXPECT_EQ(std::bit_cast<uint32_t>(y[0]), 0u);
+  EXPECT_EQ(y[1], 2.0f);
+}
+
 // Grouped outputs (q/k/v): each output bitwise what gemm_bf16w_amx gives for it
 // alone, with outputs of different N (tails, an empty one), in-place and copied
 // weights, one and two K blocks, 1 and 2 threads; matmul_bf16w_group too (also its

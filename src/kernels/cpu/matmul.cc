@@ -245,8 +245,15 @@ bool swiglu_bf16w_packed(const float* X, int64_t M, int64_t K, const uint16_t* W
   return true;
 }
 
-void matmul_bf16w_packed(const AmxPackedX& H, const uint16_t* W, int64_t N, float* Y) {
-  gemm_bf16w_amx_packed(H, W, N, Y);
+void matmul_bf16w_packed(const AmxPackedX& H, const uint16_t* W, int64_t N, float* Y, bool add) {
+  gemm_bf16w_amx_packed(H, W, N, Y, add);
+}
+
+bool matmul_bf16w_add(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y, Precision p) {
+  if (p != Precision::BF16 || M <= kGemvMaxRows || !use_amx_gemm()) return false;
+  check_args("matmul_bf16w_add", X, M, K, W, N, Y);
+  gemm_bf16w_amx(X, M, K, W, N, Y, /*add=*/true);
+  return true;
 }
 
 void matmul_bf16w_ref(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,

@@ -57,8 +57,14 @@ bool swiglu_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* Wg, cons
 bool swiglu_bf16w_packed(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
                          AmxPackedX* H, Precision p);
 // Y[H.M, N] = H · W^T (W bf16 [N, H.K]): bitwise what matmul_bf16w gives in
-// Precision::BF16 for the fp32 H the packed values were rounded from.
-void matmul_bf16w_packed(const AmxPackedX& H, const uint16_t* W, int64_t N, float* Y);
+// Precision::BF16 for the fp32 H the packed values were rounded from. add: Y += it
+// (bitwise the product followed by add_inplace).
+void matmul_bf16w_packed(const AmxPackedX& H, const uint16_t* W, int64_t N, float* Y, bool add = false);
+// Y += X W^T in one pass (the residual connection: the product is added in the
+// GEMM's epilogue, never stored), bitwise matmul_bf16w into a buffer followed by
+// add_inplace. Applies to Precision::BF16 prefill (M > kGemvMaxRows) on the AMX
+// GEMM; returns false (nothing written) otherwise.
+bool matmul_bf16w_add(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y, Precision p);
 
 void matmul_bf16w_ref(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
                       Precision p);

@@ -86,6 +86,8 @@ class Session {
   int64_t position() const { return pos_; }
   int64_t capacity() const { return cap_; }
   void reset() { pos_ = 0; }
+  // Replaces SessionOptions::progress (nullptr: none).
+  void set_progress(std::function<void(int64_t, int64_t)> f) { opt_.progress = std::move(f); }
   // Drop cached positions >= n (keeps a shared prefix for the next request).
   void truncate(int64_t n);
   int64_t kv_bytes() const;

@@ -98,15 +98,13 @@ namespace lq::cpu {
 namespace {
 
 // Blocking: K blocks of kb, M blocks of mb rows; the packed X block (mb x kb bf16)
-// is 1 MiB, half the 2 MiB L2. K <= 2048: 2048 x 256 (for M = 512: two W passes).
-// 2048 < K <= 4096 (8B-class models): 4096 x 128, one K block, which the fused
-// SwiGLU needs. K > 4096 (down projections): 1024 x 512, one W pass for M <= 512.
-// Since the K-block partial sums stay in tile layout (run_worker), results do not
-// depend on the blocking. Measured in the llama-3.2-1b forward, down projection
-// (K = 8192), per 512-token prefill: 142-147 ms with 2048 x 256, 133-137 with
-// 1024 x 512 (interleaved runs); cold-weight benchmark 8.6-8.8 vs 8.2-8.5 ms, and
-// 2048 x 512 9.7, 4096 x 128 10.3, 512 x 512 9.9. For K = 2048, 1024 x 512 is
-// slower than 2048 x 256 (gate 8.0 vs 7.6-7.8 ms, o 2.2-2.3 vs 2.1).
+// is 1 MiB, half the 2 MiB L2: 2048 x 256, except 2048 < K <= 4096 (8B-class
+// models): 4096 x 128, one K block, which the fused SwiGLU needs. Since the
+// K-block partial sums stay in tile layout (run_worker), results do not depend on
+// the blocking. Down projection of llama-3.2-1b (K = 8192) in the forward, per
+// 512-token prefill, with the threads on separate M blocks (run_worker): 2048 x
+// 256 107-113 ms, 1024 x 512 115-121, 1024 x 256 119-128, 4096 x 128 134-140
+// (interleaved runs). (Without that, 1024 x 512 had been best: 133-137 vs 142-147.)
 struct Blocking {
   int64_t kb, mb;
 };
@@ -123,8 +121,7 @@ inline Blocking blocking_for(int64_t K) {
   }
   const int64_t fkb = g_forced_kb.load(std::memory_order_relaxed), fmb = g_forced_mb.load(std::memory_order_relaxed);
   if (fkb > 0 && fmb > 0) return Blocking{fkb, fmb};
-  if (K > 4096) return Blocking{1024, 512};
-  return K > 2048 ? Blocking{4096, 128} : Blocking{2048, 256};
+  return K > 2048 && K <= 4096 ? Blocking{4096, 128} : Blocking{2048, 256};
 }
 
 // ---- detection ------------------------------------------------------------
@@ -357,16 +354,18 @@ struct PanelPrefetch {
 };
 
 // One worker thread's share of Y. Work is split into phases (K block s0, M block
-// mb), in that order; within a phase the 32-row N blocks are claimed
+// mb); within a K block each thread takes the M blocks in turn starting from its
+// own (see m_offset), and within a phase the 32-row N blocks are claimed
 // dynamically from next[phase] (the shared VM's cores are often unequally
 // loaded, a static split waits for the slowest). A barrier separates K blocks,
-// since K block s0 > 0 adds to the Y values of block s0 - 1. Every output is
-// still summed in the same order (k steps, then K blocks) whichever thread
-// computes it, so results are identical for any thread count.
+// since K block s0 > 0 starts from the partial sums of block s0 - 1. Every output
+// is still summed in the same order whichever thread computes it, so results are
+// identical for any thread count.
 // prs[0..np): problems sharing X (M, K, the packed xp, blocking) with their own W, N
 // and Y (q/k/v projections: one X pack, one parallel region, one N-block index
 // space over all outputs); np == 1 otherwise.
-LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, float* part, std::atomic<int64_t>* next) {
+LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, float* part, std::atomic<int64_t>* next,
+                          int tid, int nthreads) {
   x86::configure_tiles_16x64();
   const Problem& p0 = prs[0];
   const bool swiglu = p0.W2 != nullptr;  // two products per block (gate, up), one epilogue (np == 1)
@@ -419,14 +418,25 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, float* part
   auto direct_ok = [&](const uint16_t* w) {
     return !p0.W8 && p0.K % 32 == 0 && reinterpret_cast<uintptr_t>(w) % 64 == 0;
   };
-  int64_t phase = 0;
-  for (int64_t s0 = 0; s0 < steps; s0 += p0.kb / 32) {
+  // Each thread starts on its own M block (offset tid * mphases / nt) and then
+  // helps with the others: with M = 512 and two threads, each keeps its packed X
+  // block in its own L2 for the whole call, and the two walk the same W panels
+  // at about the same time (one DRAM read, the other from L3), where before both
+  // worked on one M block, then the other (X blocks crossing between the cores'
+  // L2s, W streamed twice). llama-3.2-1b 512-token prefill, interleaved runs:
+  // 1029-1055 -> 1079-1110 tok/s (o 35 -> 30 ms, q/k/v 47 -> 44, gate/up 220 -> 209).
+  const int64_t mphases = (p0.Mp + p0.mb - 1) / p0.mb;
+  const int64_t m_offset = int64_t(tid) * mphases / std::max(1, nthreads);
+  for (int64_t s0 = 0, kblk = 0; s0 < steps; s0 += p0.kb / 32, ++kblk) {
     const int64_t s1 = std::min(steps, s0 + p0.kb / 32);
     const bool first = s0 == 0, last = s1 == steps;
     if (!first) {
 #pragma omp barrier
     }
-    for (int64_t mb = 0; mb < p0.Mp; mb += p0.mb, ++phase) {
+    for (int64_t pi = 0; pi < mphases; ++pi) {
+      const int64_t mi = (pi + m_offset) % mphases;
+      const int64_t phase = kblk * mphases + mi;
+      const int64_t mb = mi * p0.mb;
       const int64_t mb1 = std::min(p0.Mp, mb + p0.mb);
       // N blocks are claimed one ahead: while this block's tile products run, the
       // W rows of the next one are prefetched into L2 (spread over the k steps),
@@ -672,10 +682,10 @@ void gemm_amx(const char* fn, const float* X, int64_t M, int64_t K, const Out* o
   }
   std::vector<std::atomic<int64_t>> next(static_cast<size_t>(phases));
   for (auto& c : next) c.store(0, std::memory_order_relaxed);
-  parallel_run([&](int, int) {
+  parallel_run([&](int tid, int nt) {
     // Transient W panels (32 rows x kb, 128-256 KiB; two for SwiGLU), per worker thread.
     thread_local std::vector<uint16_t> wpk;
-    run_worker(prs, np, aligned_scratch(wpk, size_t(32 * bl.kb * (swiglu ? 2 : 1))), part, next.data());
+    run_worker(prs, np, aligned_scratch(wpk, size_t(32 * bl.kb * (swiglu ? 2 : 1))), part, next.data(), tid, nt);
   });
 }
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/testing.h"
 #include "core/mapped_file.h"
 #include "eval/results_db.h"
 
@@ -20,9 +21,7 @@ namespace {
 using json = nlohmann::json;
 
 std::string tmpdir() {
-  std::string t = ::testing::TempDir() + "lq_eval_XXXXXX";
-  EXPECT_NE(::mkdtemp(t.data()), nullptr);
-  return t;
+  return lq::testing::temp_dir("lq_eval_");
 }
 
 int sh(const std::string& cmd) {

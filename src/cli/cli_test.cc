@@ -26,9 +26,7 @@ struct Result {
 };
 
 std::string temp_dir() {
-  std::string t = ::testing::TempDir() + "lq_cli_XXXXXX";
-  EXPECT_NE(::mkdtemp(t.data()), nullptr);
-  return t;
+  return lq::testing::temp_dir("lq_cli_");
 }
 
 Result run(const std::string& args) {

@@ -1,9 +1,16 @@
 // core/testing.h: helpers for tests (header only, not part of the library API).
 #pragma once
 
-#include <cstdlib>
-#include <string>
+#include <gtest/gtest.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <vector>
 
 namespace lq::testing {
 
@@ -28,6 +35,29 @@ inline std::string fixture_dir(const std::string& name) {
   const std::string s = shared_dir();
   if (!s.empty()) return s + "/fixtures/" + name;
   return source_dir() + "/tests/data/fixtures/" + name;
+}
+
+// A fresh directory ::testing::TempDir() + prefix + random suffix, removed with
+// everything in it when the test program exits (so runs do not pile up
+// directories in /tmp: before session 6 every ctest run left ~100 behind, and
+// they filled this machine's disk). Throws std::runtime_error if it cannot be made.
+inline std::string temp_dir(const std::string& prefix) {
+  struct Registry {
+    std::mutex mu;
+    std::vector<std::string> dirs;
+    ~Registry() {
+      for (const auto& d : dirs) {
+        std::error_code ec;
+        std::filesystem::remove_all(d, ec);  // best effort at exit
+      }
+    }
+  };
+  static Registry reg;
+  std::string t = ::testing::TempDir() + prefix + "XXXXXX";
+  if (::mkdtemp(t.data()) == nullptr) throw std::runtime_error("cannot create a temporary directory " + t);
+  std::lock_guard<std::mutex> lock(reg.mu);
+  reg.dirs.push_back(t);
+  return t;
 }
 
 }  // namespace lq::testing

@@ -210,8 +210,7 @@ class QuantizedFixture : public ::testing::TestWithParam<Case> {};
 TEST_P(QuantizedFixture, EngineFp32EqualsFloat64ReferenceOverPublishedLayout) {
   const Case& cs = GetParam();
   const std::string src = testing::fixture_dir(cs.fixture);
-  std::string out = ::testing::TempDir() + "lq_qref_XXXXXX";
-  ASSERT_NE(::mkdtemp(out.data()), nullptr);
+  const std::string out = testing::temp_dir("lq_qref_");
   QuantizeOptions q;
   q.method = cs.method;
   q.calib.samples = 4;

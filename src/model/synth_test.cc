@@ -9,6 +9,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "core/testing.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/threads.h"
@@ -22,10 +23,7 @@ namespace lq {
 namespace {
 
 std::string temp_dir() {
-  std::string t = ::testing::TempDir() + "lq_synth_XXXXXX";
-  char* d = ::mkdtemp(t.data());
-  EXPECT_NE(d, nullptr);
-  return t;
+  return lq::testing::temp_dir("lq_synth_");
 }
 
 SynthOptions synth_options(const std::string& like, int64_t layers, const std::string& dir, uint64_t seed = 0) {

@@ -37,10 +37,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "lq_ckpt_" + std::to_string(::getpid()) + "_" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
+  return lq::testing::temp_dir("lq_ckpt_" + name + "_");
 }
 
 // A tensor built in the test.

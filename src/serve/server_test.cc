@@ -378,9 +378,7 @@ TEST(Serve, BindsLoopbackByDefaultAndRejectsBadOptions) {
 // ---------------------------------------------------------------- synthetic model with a tokenizer
 
 std::string make_temp_dir() {
-  std::string t = ::testing::TempDir() + "lq_serve_XXXXXX";
-  EXPECT_NE(::mkdtemp(t.data()), nullptr);
-  return t;
+  return lq::testing::temp_dir("lq_serve_");
 }
 
 // A 1-layer synthetic tiny-llama (vocabulary 128256, so a decode step costs a

@@ -421,7 +421,8 @@ LQ_AMX_FN void run_worker(const Problem* prs, int np, uint16_t* wpk, float* part
   // Each thread starts on its own M block (offset tid * mphases / nt) and then
   // helps with the others: with M = 512 and two threads, each keeps its packed X
   // block in its own L2 for the whole call, and the two walk the same W panels
-  // at about the same time (one DRAM read, the other from L3), where before both
+  // at about the same time (so, presumably, one DRAM read serves both through L3;
+  // this VM has no counters to confirm it), where before both
   // worked on one M block, then the other (X blocks crossing between the cores'
   // L2s, W streamed twice). llama-3.2-1b 512-token prefill, interleaved runs:
   // 1029-1055 -> 1079-1110 tok/s (o 35 -> 30 ms, q/k/v 47 -> 44, gate/up 220 -> 209).

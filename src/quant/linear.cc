@@ -52,12 +52,18 @@ void forward_group(std::span<const Linear* const> layers, const float* X, int64_
 }
 
 namespace {
+// The layer as a bias-free Bf16Linear (what the fused kernels take), or nullptr.
+const Bf16Linear* bias_free_bf16(const Linear& layer) {
+  const auto* b = dynamic_cast<const Bf16Linear*>(&layer);
+  return b != nullptr && !b->has_bias() ? b : nullptr;
+}
+
 // gate and up as bias-free Bf16Linear of one shape (what the fused SwiGLU kernels
 // take), or {nullptr, nullptr}.
 std::pair<const Bf16Linear*, const Bf16Linear*> fusable_gate_up(const Linear& gate, const Linear& up) {
-  const auto* g = dynamic_cast<const Bf16Linear*>(&gate);
-  const auto* u = dynamic_cast<const Bf16Linear*>(&up);
-  if (g == nullptr || u == nullptr || g->has_bias() || u->has_bias()) return {nullptr, nullptr};
+  const Bf16Linear* g = bias_free_bf16(gate);
+  const Bf16Linear* u = bias_free_bf16(up);
+  if (g == nullptr || u == nullptr) return {nullptr, nullptr};
   if (g->in_features() != u->in_features() || g->out_features() != u->out_features()) return {nullptr, nullptr};
   return {g, u};
 }
@@ -72,21 +78,21 @@ bool swiglu_forward(const Linear& gate, const Linear& up, const float* X, int64_
 bool swiglu_forward_packed(const Linear& gate, const Linear& up, const Linear& down, const float* X, int64_t M,
                            cpu::AmxPackedX* H, Precision p) {
   const auto [g, u] = fusable_gate_up(gate, up);
-  const auto* d = dynamic_cast<const Bf16Linear*>(&down);
-  if (g == nullptr || d == nullptr || d->has_bias() || d->in_features() != g->out_features()) return false;
+  const Bf16Linear* d = bias_free_bf16(down);
+  if (g == nullptr || d == nullptr || d->in_features() != g->out_features()) return false;
   return cpu::swiglu_bf16w_packed(X, M, g->in_features(), g->data(), u->data(), g->out_features(), H, p);
 }
 
 void down_forward_packed(const Linear& down, const cpu::AmxPackedX& H, float* Y, bool add) {
-  const auto* d = dynamic_cast<const Bf16Linear*>(&down);
-  LQ_CHECK(d != nullptr && !d->has_bias() && d->in_features() == H.K,
+  const Bf16Linear* d = bias_free_bf16(down);
+  LQ_CHECK(d != nullptr && d->in_features() == H.K,
            "down_forward_packed: the layer must be a bias-free bf16 linear with {} inputs", H.K);
   cpu::matmul_bf16w_packed(H, d->data(), d->out_features(), Y, add);
 }
 
 bool residual_forward(const Linear& layer, const float* X, int64_t M, float* Y, Precision p) {
-  const auto* l = dynamic_cast<const Bf16Linear*>(&layer);
-  if (l == nullptr || l->has_bias()) return false;
+  const Bf16Linear* l = bias_free_bf16(layer);
+  if (l == nullptr) return false;
   return cpu::matmul_bf16w_add(X, M, l->in_features(), l->data(), l->out_features(), Y, p);
 }
 

@@ -108,19 +108,20 @@ namespace {
 struct Blocking {
   int64_t kb, mb;
 };
-// LQ_AMX_BLOCK="kb,mb" (multiples of 32) overrides it, for tuning experiments;
-// amx_set_blocking too (tests).
-std::atomic<int64_t> g_forced_kb{-1}, g_forced_mb{0};  // -1: LQ_AMX_BLOCK not read yet
+// amx_set_blocking (tests), else LQ_AMX_BLOCK="kb,mb" (multiples of 32, tuning
+// experiments), overrides it.
+std::atomic<int64_t> g_set_kb{0}, g_set_mb{0};
 inline Blocking blocking_for(int64_t K) {
-  if (g_forced_kb.load(std::memory_order_relaxed) < 0) {
+  static const Blocking env = [] {
     long a = 0, b = 0;
     const char* e = std::getenv("LQ_AMX_BLOCK");
-    const bool ok = e && std::sscanf(e, "%ld,%ld", &a, &b) == 2 && a > 0 && b > 0 && a % 32 == 0 && b % 32 == 0;
-    int64_t expect = -1;
-    if (g_forced_kb.compare_exchange_strong(expect, ok ? a : 0)) g_forced_mb.store(ok ? b : 0);
-  }
-  const int64_t fkb = g_forced_kb.load(std::memory_order_relaxed), fmb = g_forced_mb.load(std::memory_order_relaxed);
-  if (fkb > 0 && fmb > 0) return Blocking{fkb, fmb};
+    if (e && std::sscanf(e, "%ld,%ld", &a, &b) == 2 && a > 0 && b > 0 && a % 32 == 0 && b % 32 == 0)
+      return Blocking{a, b};
+    return Blocking{0, 0};
+  }();
+  const int64_t skb = g_set_kb.load(std::memory_order_relaxed), smb = g_set_mb.load(std::memory_order_relaxed);
+  if (skb > 0 && smb > 0) return Blocking{skb, smb};
+  if (env.kb > 0) return env;
   return K > 2048 && K <= 4096 ? Blocking{4096, 128} : Blocking{2048, 256};
 }
 
@@ -164,12 +165,11 @@ struct Problem {
   bool add = false;              // Y += product (the residual connection) instead of Y = product
 };
 
-// Writes v's first nv lanes to y: streaming store when `stream` and the row is a
-// whole aligned 64-byte line (final values: no read-for-ownership of Y, no
-// eviction of the packed X block from L2; run_worker fences before Y is read),
-// else a masked store.
-LQ_AMX_FN inline void store_row(float* y, __m512 v, int64_t nv, __mmask16 mask, bool stream) {
-  if (stream && nv == 16 && (reinterpret_cast<uintptr_t>(y) & 63) == 0) _mm512_stream_ps(y, v);
+// Writes v's first nv lanes (final values) to y: streaming store when the row is a
+// whole aligned 64-byte line (no read-for-ownership of Y, no eviction of the
+// packed X block from L2; run_worker fences before Y is read), else a masked store.
+LQ_AMX_FN inline void store_row(float* y, __m512 v, int64_t nv, __mmask16 mask) {
+  if (nv == 16 && (reinterpret_cast<uintptr_t>(y) & 63) == 0) _mm512_stream_ps(y, v);
   else _mm512_mask_storeu_ps(y, mask, v);
 }
 
@@ -187,7 +187,7 @@ LQ_AMX_FN inline void store_tile(const Problem& pr, const float* cbuf, int64_t n
   for (int64_t j = 0; j < mv; ++j) {
     float* y = pr.Y + (mt + j) * pr.N + nt;
     if (pr.add) _mm512_mask_storeu_ps(y, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, y), _mm512_castsi512_ps(r[j])));
-    else store_row(y, _mm512_castsi512_ps(r[j]), nv, mask, /*stream=*/true);
+    else store_row(y, _mm512_castsi512_ps(r[j]), nv, mask);
   }
 }
 
@@ -221,7 +221,7 @@ LQ_AMX_FN inline void store_block_swiglu(const Problem& pr, const float* cg, con
     if (nv <= 0) continue;
     const __mmask16 mask = nv >= 16 ? __mmask16(0xffff) : __mmask16((1u << nv) - 1u);
     for (int64_t j = 0; j < mv; ++j) {
-      store_row(pr.Y + (m0 + j) * pr.N + nt, _mm512_load_ps(h + j * 32 + 16 * half), nv, mask, /*stream=*/true);
+      store_row(pr.Y + (m0 + j) * pr.N + nt, _mm512_load_ps(h + j * 32 + 16 * half), nv, mask);
     }
   }
 }
@@ -713,8 +713,8 @@ void amx_set_blocking(int64_t kb, int64_t mb) {
   const bool off = kb == 0 && mb == 0;
   LQ_CHECK(off || (kb > 0 && mb > 0 && kb % 32 == 0 && mb % 32 == 0),
            "amx_set_blocking: kb={} mb={} (positive multiples of 32, or 0, 0 for the default)", kb, mb);
-  g_forced_mb.store(mb);
-  g_forced_kb.store(kb);
+  g_set_mb.store(mb);
+  g_set_kb.store(kb);
 }
 
 bool amx_swiglu_fusable(int64_t K) {

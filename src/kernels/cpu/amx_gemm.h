@@ -79,8 +79,8 @@ AmxPackedX gemm_bf16w_amx_swiglu_packed(const float* X, int64_t M, int64_t K, co
 void gemm_bf16w_amx_packed(const AmxPackedX& X, const uint16_t* W, int64_t N, float* Y, bool add = false);
 
 // Forces the K and M blocking (kb, mb: positive multiples of 32) of every later
-// call, or restores the default with (0, 0); for tests and tuning (the environment
-// variable LQ_AMX_BLOCK="kb,mb" does the same). Results do not depend on it: each
+// call, or with (0, 0) lifts that (back to LQ_AMX_BLOCK="kb,mb" if set, else the
+// default); for tests and tuning. Results do not depend on it: each
 // output's C tile accumulates through all of K, the partial sums between K blocks
 // stored and reloaded exactly. Not for use while another thread runs a GEMM.
 void amx_set_blocking(int64_t kb, int64_t mb);

@@ -207,6 +207,9 @@ bool use_amx_gemm() {
   }();
   return amx;
 }
+
+// Products of M rows in precision p run on the AMX GEMM (and its fused forms).
+bool amx_prefill(int64_t M, Precision p) { return p == Precision::BF16 && M > kGemvMaxRows && use_amx_gemm(); }
 }  // namespace
 
 void matmul_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y,
@@ -219,7 +222,7 @@ void matmul_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* W, int64
 
 void matmul_bf16w_group(const float* X, int64_t M, int64_t K, const Bf16WeightOut* outs, int n_out, Precision p) {
   LQ_CHECK(outs != nullptr && n_out >= 1 && n_out <= 3, "matmul_bf16w_group: {} outputs (1 to 3 supported)", n_out);
-  if (p == Precision::BF16 && M > kGemvMaxRows && use_amx_gemm()) {
+  if (amx_prefill(M, p)) {
     AmxGemmOut o[3];
     for (int i = 0; i < n_out; ++i) o[i] = AmxGemmOut{outs[i].W, outs[i].N, outs[i].Y};
     gemm_bf16w_amx_group(X, M, K, o, n_out);
@@ -230,7 +233,7 @@ void matmul_bf16w_group(const float* X, int64_t M, int64_t K, const Bf16WeightOu
 
 bool swiglu_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
                   float* H, Precision p) {
-  if (p != Precision::BF16 || M <= kGemvMaxRows || N <= 0 || !use_amx_gemm() || !amx_swiglu_fusable(K)) return false;
+  if (!amx_prefill(M, p) || N <= 0 || !amx_swiglu_fusable(K)) return false;
   check_args("swiglu_bf16w", X, M, K, Wg, N, H);
   LQ_CHECK(Wu != nullptr, "swiglu_bf16w: null up weights (M={} K={} N={})", M, K, N);
   gemm_bf16w_amx_swiglu(X, M, K, Wg, Wu, N, H);
@@ -239,7 +242,7 @@ bool swiglu_bf16w(const float* X, int64_t M, int64_t K, const uint16_t* Wg, cons
 
 bool swiglu_bf16w_packed(const float* X, int64_t M, int64_t K, const uint16_t* Wg, const uint16_t* Wu, int64_t N,
                          AmxPackedX* H, Precision p) {
-  if (p != Precision::BF16 || M <= kGemvMaxRows || N <= 0 || !use_amx_gemm() || !amx_swiglu_fusable(K)) return false;
+  if (!amx_prefill(M, p) || N <= 0 || !amx_swiglu_fusable(K)) return false;
   LQ_CHECK(H != nullptr, "swiglu_bf16w_packed: null output handle (M={} K={} N={})", M, K, N);
   *H = gemm_bf16w_amx_swiglu_packed(X, M, K, Wg, Wu, N);
   return true;
@@ -250,7 +253,7 @@ void matmul_bf16w_packed(const AmxPackedX& H, const uint16_t* W, int64_t N, floa
 }
 
 bool matmul_bf16w_add(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y, Precision p) {
-  if (p != Precision::BF16 || M <= kGemvMaxRows || !use_amx_gemm()) return false;
+  if (!amx_prefill(M, p)) return false;
   check_args("matmul_bf16w_add", X, M, K, W, N, Y);
   gemm_bf16w_amx(X, M, K, W, N, Y, /*add=*/true);
   return true;
